@@ -2,6 +2,8 @@
 #   make demo   install into .venv if needed, then run the demo workflow end to end
 #   make test   install into .venv if needed, then run the test suite
 #   make report the HTML report of the last run; make bench: the benchmarks
+#   make lint   snakemake --lint, snakefmt, ruff check and ruff format --check
+#   make test-fast  the unit tests only (no workflow, rehearsal or SLURM runs)
 # The venv is rebuilt when requirements.txt changes.
 
 PYTHON ?= python3
@@ -9,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0
 
-.PHONY: demo test report bench lint venv clean
+.PHONY: demo test test-fast report bench lint venv clean
 
 venv: $(VENV)/.installed
 
@@ -24,6 +26,9 @@ demo: venv
 test: venv
 	$(OFFLINE) $(BIN)/pytest
 
+test-fast: venv
+	$(OFFLINE) $(BIN)/pytest -m "not workflow and not slurm"
+
 report: venv
 	$(OFFLINE) $(BIN)/snakemake --report report.html
 
@@ -31,8 +36,10 @@ bench: venv
 	$(OFFLINE) $(BIN)/python benchmarks/run_all.py
 
 lint: venv
-	$(BIN)/snakemake --lint
+	$(OFFLINE) $(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile rules/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf results logs .snakemake report.html

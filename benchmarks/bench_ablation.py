@@ -56,11 +56,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_extraction as be  # noqa: E402  (also puts scripts/ on sys.path)
-from lingua_franca import ablation as abl  # noqa: E402
-from lingua_franca import architectures as arch  # noqa: E402
-from lingua_franca.activations import tokenize  # noqa: E402
-from lingua_franca.corpora.embedded import read_heldout_texts  # noqa: E402
+import bench_extraction as be
+from lingua_franca import ablation as abl
+from lingua_franca import architectures as arch
+from lingua_franca.activations import tokenize
+from lingua_franca.corpora.embedded import read_heldout_texts
 
 
 def synthetic_key_neurons(widths, languages, seed: int, low=0.02, high=0.094) -> pd.DataFrame:
@@ -72,8 +72,9 @@ def synthetic_key_neurons(widths, languages, seed: int, low=0.02, high=0.094) ->
     for lang, fraction in zip(languages, np.linspace(low, high, len(languages))):
         flat = np.sort(rng.choice(k, round(fraction * k), replace=False))
         layer = np.searchsorted(bounds, flat, side="right") - 1
-        frames.append(pd.DataFrame({"language": lang, "layer": layer,
-                                    "neuron": flat - bounds[layer]}))
+        frames.append(
+            pd.DataFrame({"language": lang, "layer": layer, "neuron": flat - bounds[layer]})
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -95,7 +96,9 @@ def bare(model, wins: dict[str, torch.Tensor], batch_size: int, passes: int) -> 
     for _ in range(passes):
         for w in wins.values():
             for start in range(0, len(w), batch_size):
-                model(input_ids=w[start : start + batch_size].to(device), use_cache=False).logits
+                _ = model(
+                    input_ids=w[start : start + batch_size].to(device), use_cache=False
+                ).logits
 
 
 # ------------------------------------------------------------------ prototypes
@@ -115,8 +118,9 @@ def proto_perplexity(model, windows: torch.Tensor, batch_size: int, progress=Fal
         if logits.dtype == torch.float32:
             nll = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="sum")
         else:
-            nll = sum(F.cross_entropy(r.float(), x[1:], reduction="sum")
-                      for r, x in zip(logits, ids))
+            nll = sum(
+                F.cross_entropy(r.float(), x[1:], reduction="sum") for r, x in zip(logits, ids)
+            )
         total += float(nll.double().item())
         if progress:
             progress.update(len(ids))
@@ -175,7 +179,7 @@ def interleaved_conditions(model, runs, wins, batch_size, names, repeats, device
     step = 0
     for r in range(repeats):
         for run in runs:
-            order = names[step % len(names):] + names[: step % len(names)]
+            order = names[step % len(names) :] + names[: step % len(names)]
             step += 1
             for name in order:
                 be.sync(device)
@@ -191,8 +195,11 @@ def interleaved_conditions(model, runs, wins, batch_size, names, repeats, device
         n = len(runs)
         for name in names:
             totals[name].append(sum(pieces[name][-n:]))
-        print(f"  round {r + 1}/{repeats}: "
-              + ", ".join(f"{x} {totals[x][-1]:.2f} s" for x in names) + f"; load {be.load()}")
+        print(
+            f"  round {r + 1}/{repeats}: "
+            + ", ".join(f"{x} {totals[x][-1]:.2f} s" for x in names)
+            + f"; load {be.load()}"
+        )
     return totals, pieces, ppl
 
 
@@ -211,17 +218,28 @@ def paired(totals, pieces, num: str, den: str) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     be.add_model_args(parser)
-    parser.add_argument("--seqlen", type=int, default=None,
-                        help="perplexity window (default 64 on cpu, the demo's analysis.seqlen; "
-                        "2048 with --full-560m)")
+    parser.add_argument(
+        "--seqlen",
+        type=int,
+        default=None,
+        help="perplexity window (default 64 on cpu, the demo's analysis.seqlen; "
+        "2048 with --full-560m)",
+    )
     parser.add_argument("--windows", type=int, default=1, help="windows per language (default 1)")
     parser.add_argument("--seeds", type=int, default=1, help="random-baseline draws (default 1)")
-    parser.add_argument("--proto", action="store_true",
-                        help="also time the prototype loop (proto_perplexity, proto_zero_neurons)")
-    parser.add_argument("--end-to-end", action="store_true",
-                        help="also time run_ablation itself (generations off)")
-    parser.add_argument("--profile", action="store_true",
-                        help="print torch.profiler tables of one bare pass and one condition")
+    parser.add_argument(
+        "--proto",
+        action="store_true",
+        help="also time the prototype loop (proto_perplexity, proto_zero_neurons)",
+    )
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="also time run_ablation itself (generations off)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print torch.profiler tables of one bare pass and one condition",
+    )
     args = parser.parse_args(argv)
     be.resolve_model_args(args)
     if args.seqlen is None:
@@ -255,14 +273,17 @@ def main(argv=None) -> dict:
     n_cond = len(runs)
     n_windows = sum(len(w) for w in wins.values())
     print(be.describe_model(model))
-    print(f"{n_cond} conditions (full, random {fraction:.0%} × {args.seeds} seed(s), "
-          f"{n_cond - 1 - args.seeds} languages with key fractions "
-          f"{min(abl.count(r) for r in regions.values()) / k:.1%}–"
-          f"{max(abl.count(r) for r in regions.values()) / k:.1%}); {n_windows} windows of "
-          f"{args.seqlen} tokens ({args.windows} per language), batch {args.batch_size}: "
-          f"{n_cond * n_windows * args.seqlen:,} tokens per ablation run")
-    print(f"set-up {time.perf_counter() - t0:.1f} s; environment {be.environment()}; "
-          f"load {be.load()}")
+    print(
+        f"{n_cond} conditions (full, random {fraction:.0%} × {args.seeds} seed(s), "
+        f"{n_cond - 1 - args.seeds} languages with key fractions "
+        f"{min(abl.count(r) for r in regions.values()) / k:.1%}–"
+        f"{max(abl.count(r) for r in regions.values()) / k:.1%}); {n_windows} windows of "
+        f"{args.seqlen} tokens ({args.windows} per language), batch {args.batch_size}: "
+        f"{n_cond * n_windows * args.seqlen:,} tokens per ablation run"
+    )
+    print(
+        f"set-up {time.perf_counter() - t0:.1f} s; environment {be.environment()}; load {be.load()}"
+    )
 
     # correctness and warm-up: one window, every path
     one = {languages[0]: wins[languages[0]][:1]}
@@ -272,81 +293,120 @@ def main(argv=None) -> dict:
     if args.proto:
         got = run_proto(model, check_runs, one, args.batch_size)
         checks["proto_max_rel_diff"] = max(
-            abs(got[c][languages[0]] / expected[c][languages[0]] - 1) for c in expected)
+            abs(got[c][languages[0]] / expected[c][languages[0]] - 1) for c in expected
+        )
     bare(model, one, args.batch_size, 1)
     print(f"checks: {json.dumps(checks)}")
 
     names = ["bare", "ablation"] + (["proto"] if args.proto else [])
-    print(f"timing {args.repeats} rounds; in each, per condition, one piece of every variant "
-          f"({', '.join(names)}) in an order rotated per piece"
-          + ("; then run_ablation once" if args.end_to_end else ""))
-    times, pieces, ppl = interleaved_conditions(model, runs, wins, args.batch_size, names,
-                                                args.repeats, args.device)
+    print(
+        f"timing {args.repeats} rounds; in each, per condition, one piece of every variant "
+        f"({', '.join(names)}) in an order rotated per piece"
+        + ("; then run_ablation once" if args.end_to_end else "")
+    )
+    times, pieces, ppl = interleaved_conditions(
+        model, runs, wins, args.batch_size, names, args.repeats, args.device
+    )
     if args.proto:
         checks["proto_max_rel_diff_all"] = max(
             abs(ppl["proto"][c][lang] / ppl["ablation"][c][lang] - 1)
-            for c in ppl["ablation"] for lang in wins)
+            for c in ppl["ablation"]
+            for lang in wins
+        )
     if args.end_to_end:
         # run_ablation windows the whole text: give it prefixes holding the same windows
-        short = {lang: prefix_text(tokenizer, texts[lang], args.windows, args.seqlen)
-                 for lang in languages}
+        short = {
+            lang: prefix_text(tokenizer, texts[lang], args.windows, args.seqlen)
+            for lang in languages
+        }
         times["run_ablation"] = []
         with tempfile.TemporaryDirectory(prefix="bench_ablation_") as tmp:
             for r in range(args.repeats):
                 be.sync(args.device)
                 start = time.perf_counter()
                 abl.run_ablation(
-                    model, tokenizer, key, widths, short, {}, languages, seqlen=args.seqlen,
-                    batch_size=args.batch_size, seeds=list(range(args.seeds)),
-                    prompts_per_language=0, outdir=Path(tmp), progress=False,
-                )  # fmt: skip
+                    model,
+                    tokenizer,
+                    key,
+                    widths,
+                    short,
+                    {},
+                    languages,
+                    seqlen=args.seqlen,
+                    batch_size=args.batch_size,
+                    seeds=list(range(args.seeds)),
+                    prompts_per_language=0,
+                    outdir=Path(tmp),
+                    progress=False,
+                )
                 be.sync(args.device)
                 times["run_ablation"].append(time.perf_counter() - start)
                 bare_start = time.perf_counter()
                 bare(model, wins, args.batch_size, n_cond)
                 be.sync(args.device)
                 times.setdefault("bare_e2e", []).append(time.perf_counter() - bare_start)
-                print(f"  run_ablation {times['run_ablation'][-1]:.2f} s, then {n_cond} bare "
-                      f"passes {times['bare_e2e'][-1]:.2f} s; load {be.load()}")
+                print(
+                    f"  run_ablation {times['run_ablation'][-1]:.2f} s, then {n_cond} bare "
+                    f"passes {times['bare_e2e'][-1]:.2f} s; load {be.load()}"
+                )
 
-    labels = {"ablation_vs_bare": f"all {n_cond} ablation conditions / ({n_cond} × bare forward)",
-              "proto_vs_bare": f"prototype ablation loop / ({n_cond} × bare forward)",
-              "proto_vs_ablation": "prototype ablation loop / package ablation loop",
-              "run_ablation_vs_bare": f"run_ablation end to end / ({n_cond} × bare forward)"}
+    labels = {
+        "ablation_vs_bare": f"all {n_cond} ablation conditions / ({n_cond} × bare forward)",
+        "proto_vs_bare": f"prototype ablation loop / ({n_cond} × bare forward)",
+        "proto_vs_ablation": "prototype ablation loop / package ablation loop",
+        "run_ablation_vs_bare": f"run_ablation end to end / ({n_cond} × bare forward)",
+    }
     figures = {"ablation_vs_bare": paired(times, pieces, "ablation", "bare")}
     if "proto" in times:
         figures["proto_vs_bare"] = paired(times, pieces, "proto", "bare")
         figures["proto_vs_ablation"] = paired(times, pieces, "proto", "ablation")
     if "run_ablation" in times:
         figures["run_ablation_vs_bare"] = be.ratio(
-            {"a": times["run_ablation"], "b": times["bare_e2e"]}, "a", "b")
+            {"a": times["run_ablation"], "b": times["bare_e2e"]}, "a", "b"
+        )
     tokens = n_cond * n_windows * args.seqlen
     tps = {name: tokens / float(np.median(t)) for name, t in times.items()}
     print("throughput (tokens/s, median): " + ", ".join(f"{k} {v:,.0f}" for k, v in tps.items()))
     for name, fig in figures.items():
-        extra = (f"; median of the {len(fig['per_piece'])} per-condition pairs "
-                 f"{fig['median_piece']:.3f}" if "per_piece" in fig else "")
+        extra = (
+            f"; median of the {len(fig['per_piece'])} per-condition pairs {fig['median_piece']:.3f}"
+            if "per_piece" in fig
+            else ""
+        )
         print(f"FIGURE {labels[name]}: {fig['ratio']:.3f}  (per round {fig['per_round']}{extra})")
     print(f"load average after: {be.load()}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        for name, fn in [("bare (1 pass)", lambda: bare(model, wins, args.batch_size, 1)),
-                         ("ablation (1 condition: random)",
-                          lambda: abl._perplexities(model, runs[1:2], wins, args.batch_size,
-                                                    None, False))]:
+        for name, fn in [
+            ("bare (1 pass)", lambda: bare(model, wins, args.batch_size, 1)),
+            (
+                "ablation (1 condition: random)",
+                lambda: abl._perplexities(model, runs[1:2], wins, args.batch_size, None, False),
+            ),
+        ]:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 fn()
-            print(f"--- {name}\n"
-                  + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            print(
+                f"--- {name}\n"
+                + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+            )
     result = {
-        "benchmark": "ablation", "command": " ".join(sys.argv), "model": be.describe_model(model),
+        "benchmark": "ablation",
+        "command": " ".join(sys.argv),
+        "model": be.describe_model(model),
         "conditions": [r[0] if r[1] is None else f"{r[0]}-{r[1]}" for r in runs],
-        "seqlen": args.seqlen, "windows": n_windows, "batch_size": args.batch_size,
-        "repeats": args.repeats, "seconds": times, "tokens_per_s": tps,
+        "seqlen": args.seqlen,
+        "windows": n_windows,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "seconds": times,
+        "tokens_per_s": tps,
         "figures": {k: {**v, "label": labels[k]} for k, v in figures.items()},
-        "checks": checks, "environment": be.environment(), "load_after": be.load(),
-    }  # fmt: skip
+        "checks": checks,
+        "environment": be.environment(),
+        "load_after": be.load(),
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return result

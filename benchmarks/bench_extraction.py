@@ -65,6 +65,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -72,16 +73,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_UPDATE_DOWNLOAD_COUNTS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from lingua_franca import activations as act  # noqa: E402
-from lingua_franca.architectures import NeuronReader, find_neurons  # noqa: E402
-from lingua_franca.corpora.parallel import read_parallel_tsv  # noqa: E402
-from lingua_franca.corpora.probe import make_probe, sample_items  # noqa: E402
+from lingua_franca import activations as act
+from lingua_franca.architectures import NeuronReader, find_neurons
+from lingua_franca.corpora.parallel import read_parallel_tsv
+from lingua_franca.corpora.probe import make_probe, sample_items
 
 LANGUAGES = ["en", "zh", "fr", "es", "pt", "ar", "vi", "hi", "id"]
 CORPUS = ROOT / "resources" / "corpus"
@@ -95,27 +96,48 @@ FULL_560M = (24, 1024, 16, 250880)
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by bench_extraction and bench_ablation."""
-    parser.add_argument("--full-560m", action="store_true",
-                        help="BLOOM-560m's real shape (24 layers, vocab 250880); "
-                        "device cuda and dtype bfloat16 unless given")
-    parser.add_argument("--layers", type=int, help=f"default {SCALED[0]} ({FULL_560M[0]} "
-                        "with --full-560m)")
+    parser.add_argument(
+        "--full-560m",
+        action="store_true",
+        help="BLOOM-560m's real shape (24 layers, vocab 250880); "
+        "device cuda and dtype bfloat16 unless given",
+    )
+    parser.add_argument(
+        "--layers", type=int, help=f"default {SCALED[0]} ({FULL_560M[0]} with --full-560m)"
+    )
     parser.add_argument("--hidden", type=int, help="default 1024")
     parser.add_argument("--heads", type=int, help="default 16")
-    parser.add_argument("--vocab", type=int, help=f"model vocabulary; default {SCALED[3]} "
-                        f"({FULL_560M[3]} with --full-560m)")
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        help=f"model vocabulary; default {SCALED[3]} ({FULL_560M[3]} with --full-560m)",
+    )
     parser.add_argument("--device", help="cpu (default) or cuda (default with --full-560m)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                        help="default float32 (bfloat16 with --full-560m)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="default float32 (bfloat16 with --full-560m)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--tokenizer", type=Path, help="a saved tokenizer folder instead of "
-                        "training a BPE (e.g. results/data/tokenizer)")
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="a saved tokenizer folder instead of training a BPE (e.g. results/data/tokenizer)",
+    )
     parser.add_argument("--bpe-vocab", type=int, default=32000)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="extraction: samples per batch (default 16, the workflow's "
-                        "analysis.batch_size); ablation: windows per batch (default 4)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="rounds; medians over them (extraction 4, ablation 2)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="extraction: samples per batch (default 16, the workflow's "
+        "analysis.batch_size); ablation: windows per batch (default 4)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="rounds; medians over them (extraction 4, ablation 2)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
 
@@ -149,9 +171,11 @@ def build_tokenizer(args: argparse.Namespace):
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=args.bpe_vocab, special_tokens=["<pad>", "</s>"], show_progress=False,
+        vocab_size=args.bpe_vocab,
+        special_tokens=["<pad>", "</s>"],
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )  # fmt: skip
+    )
     bpe.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>")
 
@@ -163,10 +187,14 @@ def build_model(args: argparse.Namespace, tokenizer):
     if args.vocab < len(tokenizer):
         raise SystemExit(f"--vocab {args.vocab} is smaller than the tokenizer's {len(tokenizer)}")
     config = BloomConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, n_layer=args.layers, n_head=args.heads,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        n_layer=args.layers,
+        n_head=args.heads,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+    )
     torch.manual_seed(args.seed)
     with torch.device(args.device):
         model = BloomForCausalLM(config)
@@ -178,10 +206,12 @@ def build_model(args: argparse.Namespace, tokenizer):
 def describe_model(model) -> str:
     c = model.config
     n = sum(p.numel() for p in model.parameters())
-    return (f"random-weight BLOOM: {c.n_layer} layers, hidden {c.hidden_size}, {c.n_head} heads, "
-            f"MLP {4 * c.hidden_size}, vocab {c.vocab_size:,}; {n / 1e6:.1f}M parameters "
-            f"(K = {c.n_layer * 4 * c.hidden_size:,} neurons); "
-            f"{next(model.parameters()).dtype} on {next(model.parameters()).device}")
+    return (
+        f"random-weight BLOOM: {c.n_layer} layers, hidden {c.hidden_size}, {c.n_head} heads, "
+        f"MLP {4 * c.hidden_size}, vocab {c.vocab_size:,}; {n / 1e6:.1f}M parameters "
+        f"(K = {c.n_layer * 4 * c.hidden_size:,} neurons); "
+        f"{next(model.parameters()).dtype} on {next(model.parameters()).device}"
+    )
 
 
 def load_probe(n_items: int, seed: int = 0):
@@ -196,31 +226,40 @@ def sync(device) -> None:
 
 def environment() -> dict:
     return {
-        "python": sys.version.split()[0], "torch": torch.__version__,
-        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }  # fmt: skip
+    }
 
 
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def interleaved(variants: dict[str, Callable[[], object]], repeats: int, device,
-                log: Callable[[str], None] = print) -> dict[str, list[float]]:
+def interleaved(
+    variants: dict[str, Callable[[], object]],
+    repeats: int,
+    device,
+    log: Callable[[str], None] = print,
+) -> dict[str, list[float]]:
     """Run every variant once per round, the order rotated by one each round; seconds."""
     names = list(variants)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             sync(device)
             start = time.perf_counter()
             variants[name]()
             sync(device)
             times[name].append(time.perf_counter() - start)
-        log(f"  round {r + 1}/{repeats}: "
-            + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names) + f"; load {load()}")
+        log(
+            f"  round {r + 1}/{repeats}: "
+            + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names)
+            + f"; load {load()}"
+        )
     return times
 
 
@@ -228,8 +267,10 @@ def ratio(times: dict[str, list[float]], num: str, den: str) -> dict:
     """Throughput of ``num`` relative to ``den`` (= den time / num time): the ratio of the
     medians, and the per-round paired ratios (their spread shows the load noise)."""
     paired = [d / n for n, d in zip(times[num], times[den])]
-    return {"ratio": statistics.median(times[den]) / statistics.median(times[num]),
-            "per_round": [round(x, 3) for x in paired]}
+    return {
+        "ratio": statistics.median(times[den]) / statistics.median(times[num]),
+        "per_round": [round(x, 3) for x in paired],
+    }
 
 
 # ------------------------------------------------------------------ the variants
@@ -253,8 +294,9 @@ def bare_forward(body, padded) -> None:
 
 
 def run_extraction(model, tokenizer, texts, batch_size) -> list[np.ndarray]:
-    blocks = list(act.pooled_neurons(model, tokenizer, texts, batch_size=batch_size,
-                                     progress=False))
+    blocks = list(
+        act.pooled_neurons(model, tokenizer, texts, batch_size=batch_size, progress=False)
+    )
     return [np.concatenate([b[m] for b in blocks]) for m in range(len(blocks[0]))]
 
 
@@ -263,8 +305,18 @@ def run_store(model, tokenizer, probe, batch_size, folder: Path) -> None:
     act.extract_to_store(model, tokenizer, probe, path, batch_size=batch_size, progress=False)
 
 
-def proto_extract_to_store(model, tokenizer, probe, path, *, batch_size, add_special_tokens=False,
-                           neuron_module=None, attrs=None, store_dtype="float32") -> Path:
+def proto_extract_to_store(
+    model,
+    tokenizer,
+    probe,
+    path,
+    *,
+    batch_size,
+    add_special_tokens=False,
+    neuron_module=None,
+    attrs=None,
+    store_dtype="float32",
+) -> Path:
     """Prototype of ``activations.extract_to_store``: the same store, but
     ``provenance_attrs`` (whose weights fingerprint hashes every weight byte) runs in a
     background thread while the model extracts, and is joined before the attributes
@@ -286,14 +338,21 @@ def proto_extract_to_store(model, tokenizer, probe, path, *, batch_size, add_spe
     }
     with ThreadPoolExecutor(1) as pool:
         meta = pool.submit(provenance_attrs, model, tokenizer, **settings)
-        blocks = act.pooled_neurons(model, tokenizer, list(probe["text"]), batch_size=batch_size,
-                                    add_special_tokens=add_special_tokens,
-                                    neuron_module=neuron_module, progress=False)
+        blocks = act.pooled_neurons(
+            model,
+            tokenizer,
+            list(probe["text"]),
+            batch_size=batch_size,
+            add_special_tokens=add_special_tokens,
+            neuron_module=neuron_module,
+            progress=False,
+        )
         with closing(blocks):
             first = next(blocks)
             widths = [a.shape[1] for a in first]
-            with StoreWriter(path, langs, items, widths, attrs=dict(attrs or {}),
-                             dtype=store_dtype) as writer:
+            with StoreWriter(
+                path, langs, items, widths, attrs=dict(attrs or {}), dtype=store_dtype
+            ) as writer:
                 writer.write(first)
                 for block in blocks:
                     writer.write(block)
@@ -335,8 +394,11 @@ class ReferenceHook:
         if len(self.results) >= self.n_layers:
             cat = torch.cat(self.results).float()
             n = x.shape[0]
-            self.final = cat if self.final is None else (
-                (self.final * self.n_tokens + cat) / (self.n_tokens + n))
+            self.final = (
+                cat
+                if self.final is None
+                else ((self.final * self.n_tokens + cat) / (self.n_tokens + n))
+            )
             self.n_tokens += n
             self.results = []
 
@@ -374,8 +436,18 @@ def _pool_matmul(self: NeuronReader, layer: int, x: torch.Tensor) -> None:
     self._pooled[layer] = total / mask.sum(1, keepdim=True, dtype=torch.float32)
 
 
-def proto_pooled_neurons(model, tokenizer, texts, *, batch_size=8, add_special_tokens=False,
-                         neuron_module=None, names=None, sort_window=256, progress=False):
+def proto_pooled_neurons(
+    model,
+    tokenizer,
+    texts,
+    *,
+    batch_size=8,
+    add_special_tokens=False,
+    neuron_module=None,
+    names=None,
+    sort_window=256,
+    progress=False,
+):
     """Prototype of ``activations.pooled_neurons``: the same loop, with the matmul
     pooling above and one device→host transfer and one finiteness test per batch
     (layers stacked first) instead of one ``isfinite().any()`` and one ``.cpu()`` per
@@ -400,7 +472,7 @@ def proto_pooled_neurons(model, tokenizer, texts, *, batch_size=8, add_special_t
                     input_ids, mask = act.right_pad([ids[r] for r in batch], pad_id)
                     input_ids, mask = input_ids.to(device), mask.to(device)
                     pooled = reader.pooled(
-                        lambda: body(input_ids=input_ids, attention_mask=mask, use_cache=False),
+                        partial(body, input_ids=input_ids, attention_mask=mask, use_cache=False),
                         mask,
                     )
                     flat = torch.cat(pooled, dim=1)  # (batch, K): one check, one transfer
@@ -447,9 +519,11 @@ def profile_once(model, tokenizer, texts, batch_size, padded, top: int = 12) -> 
     if torch.device(model.device).type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     out = []
-    for name, fn in [("bare", lambda: bare_forward(model.base_model, padded)),
-                     ("extraction", lambda: run_extraction(model, tokenizer, texts, batch_size)),
-                     ("proto", lambda: run_proto(model, tokenizer, texts, batch_size))]:
+    for name, fn in [
+        ("bare", lambda: bare_forward(model.base_model, padded)),
+        ("extraction", lambda: run_extraction(model, tokenizer, texts, batch_size)),
+        ("proto", lambda: run_proto(model, tokenizer, texts, batch_size)),
+    ]:
         with profile(activities=activities) as prof:
             fn()
         key = "self_cuda_time_total" if len(activities) > 1 else "self_cpu_time_total"
@@ -463,16 +537,27 @@ def profile_once(model, tokenizer, texts, batch_size, padded, top: int = 12) -> 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_args(parser)
-    parser.add_argument("--items", type=int, default=None,
-                        help="probe items per language (default 30 on cpu, 100 with --full-560m)")
-    parser.add_argument("--ref-items", type=int, default=None,
-                        help="run the reference on the first N probe items of every language "
-                        "only (default: all); compared per token")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=None,
+        help="probe items per language (default 30 on cpu, 100 with --full-560m)",
+    )
+    parser.add_argument(
+        "--ref-items",
+        type=int,
+        default=None,
+        help="run the reference on the first N probe items of every language "
+        "only (default: all); compared per token",
+    )
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-store", action="store_true")
     parser.add_argument("--no-proto", action="store_true")
-    parser.add_argument("--profile", action="store_true",
-                        help="also print torch.profiler tables of one bare and one extraction pass")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print torch.profiler tables of one bare and one extraction pass",
+    )
     args = parser.parse_args(argv)
     resolve_model_args(args)
     if args.items is None:
@@ -496,15 +581,19 @@ def main(argv=None) -> dict:
     n_tokens = int(lengths.sum())
     pad_id = tokenizer.pad_token_id
     batches = list(extraction_batches(ids, args.batch_size))
-    padded = [tuple(t.to(args.device) for t in act.right_pad([ids[r] for r in b], pad_id))
-              for b in batches]
+    padded = [
+        tuple(t.to(args.device) for t in act.right_pad([ids[r] for r in b], pad_id))
+        for b in batches
+    ]
     padded_tokens = sum(int(p[0].numel()) for p in padded)
     print(describe_model(model))
-    print(f"probe: {len(texts)} samples ({args.items} items × {len(LANGUAGES)} languages), "
-          f"{n_tokens:,} tokens (mean {lengths.mean():.1f}, min {lengths.min()}, max "
-          f"{lengths.max()}), {len(batches)} batches of {args.batch_size}, "
-          f"{padded_tokens:,} padded positions ({padded_tokens / n_tokens - 1:.1%} padding); "
-          f"tokenizer vocab {len(tokenizer):,}")
+    print(
+        f"probe: {len(texts)} samples ({args.items} items × {len(LANGUAGES)} languages), "
+        f"{n_tokens:,} tokens (mean {lengths.mean():.1f}, min {lengths.min()}, max "
+        f"{lengths.max()}), {len(batches)} batches of {args.batch_size}, "
+        f"{padded_tokens:,} padded positions ({padded_tokens / n_tokens - 1:.1%} padding); "
+        f"tokenizer vocab {len(tokenizer):,}"
+    )
     print(f"set-up {time.perf_counter() - t0:.1f} s; environment {environment()}; load {load()}")
 
     ref_rows = list(range(len(texts)))
@@ -530,9 +619,11 @@ def main(argv=None) -> dict:
     bare_forward(model.base_model, padded[:2])
     print(f"checks: {json.dumps(checks)}")
     fingerprint = time_fingerprint(model)
-    print(f"weights_fingerprint (in every extract_to_store): {fingerprint['seconds']:.2f} s for "
-          f"{fingerprint['mb']:,.0f} MB of weights ({fingerprint['mb_per_s']:,.0f} MB/s; at this "
-          f"rate BLOOM-7b1 in bf16, 14,140 MB, takes ~{14140 / fingerprint['mb_per_s']:.0f} s)")
+    print(
+        f"weights_fingerprint (in every extract_to_store): {fingerprint['seconds']:.2f} s for "
+        f"{fingerprint['mb']:,.0f} MB of weights ({fingerprint['mb_per_s']:,.0f} MB/s; at this "
+        f"rate BLOOM-7b1 in bf16, 14,140 MB, takes ~{14140 / fingerprint['mb_per_s']:.0f} s)"
+    )
 
     variants: dict[str, Callable[[], object]] = {
         "bare": lambda: bare_forward(model.base_model, padded),
@@ -540,19 +631,26 @@ def main(argv=None) -> dict:
     }
     tmp = tempfile.TemporaryDirectory(prefix="bench_extraction_")
     if not args.no_store:
-        variants["store"] = lambda: run_store(model, tokenizer, probe, args.batch_size,
-                                              Path(tmp.name))
+        variants["store"] = lambda: run_store(
+            model, tokenizer, probe, args.batch_size, Path(tmp.name)
+        )
     if not args.no_proto:
         variants["proto"] = lambda: run_proto(model, tokenizer, texts, args.batch_size)
     if not args.no_proto and not args.no_store:
         variants["store_proto"] = lambda: proto_extract_to_store(
-            model, tokenizer, probe, Path(tmp.name) / "proto.zarr", batch_size=args.batch_size)
+            model, tokenizer, probe, Path(tmp.name) / "proto.zarr", batch_size=args.batch_size
+        )
     ref_share = ref_tokens / n_tokens
     if not args.no_reference:
         variants["reference"] = lambda: run_reference(model, tokenizer, ref_texts)
-    print(f"timing {args.repeats} interleaved rounds of {', '.join(variants)}"
-          + (f" (reference on {len(ref_texts)} of the {len(texts)} samples, "
-             f"{ref_tokens:,} tokens)" if not args.no_reference else ""))
+    print(
+        f"timing {args.repeats} interleaved rounds of {', '.join(variants)}"
+        + (
+            f" (reference on {len(ref_texts)} of the {len(texts)} samples, {ref_tokens:,} tokens)"
+            if not args.no_reference
+            else ""
+        )
+    )
     times = interleaved(variants, args.repeats, args.device)
     tmp.cleanup()
     # the reference may run on a subset: compare throughputs (tokens/s), not times
@@ -571,8 +669,10 @@ def main(argv=None) -> dict:
         figures["store_proto_vs_store"] = ratio(times, "store_proto", "store")
     if "reference" in times:
         figures["extraction_vs_reference"] = ratio(times, "extraction", "reference")
-    print(f"throughput (tokens/s, median of {args.repeats}): "
-          + ", ".join(f"{k} {v:,.0f}" for k, v in tps.items()))
+    print(
+        f"throughput (tokens/s, median of {args.repeats}): "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in tps.items())
+    )
     labels = {
         "extraction_vs_bare": "extraction / bare body forward (aim >= 0.9)",
         "store_vs_bare": "extract_to_store / bare body forward",
@@ -588,14 +688,23 @@ def main(argv=None) -> dict:
     if args.profile:
         print(profile_once(model, tokenizer, texts, args.batch_size, padded))
     result = {
-        "benchmark": "extraction", "command": " ".join(sys.argv), "model": describe_model(model),
-        "samples": len(texts), "tokens": n_tokens, "padded_positions": padded_tokens,
-        "reference_samples": len(ref_texts), "batch_size": args.batch_size,
-        "repeats": args.repeats, "seconds": times, "tokens_per_s": tps,
+        "benchmark": "extraction",
+        "command": " ".join(sys.argv),
+        "model": describe_model(model),
+        "samples": len(texts),
+        "tokens": n_tokens,
+        "padded_positions": padded_tokens,
+        "reference_samples": len(ref_texts),
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "seconds": times,
+        "tokens_per_s": tps,
         "figures": {k: {**v, "label": labels[k]} for k, v in figures.items()},
-        "checks": checks, "fingerprint": fingerprint, "environment": environment(),
+        "checks": checks,
+        "fingerprint": fingerprint,
+        "environment": environment(),
         "load_after": load(),
-    }  # fmt: skip
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -37,8 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from lingua_franca import metrics  # noqa: E402
-from lingua_franca.store import ActivationStore, StoreWriter  # noqa: E402
+from lingua_franca import metrics
+from lingua_franca.store import ActivationStore, StoreWriter
 
 LANGUAGES = ["en", "zh", "fr", "es", "pt", "ar", "vi", "hi", "id"]
 
@@ -156,8 +156,7 @@ def create(label, workdir, args, n_layers, width) -> Path:
     make_store(path, args.languages, args.items, n_layers, width, args.seed)
     size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
     print(
-        f"\n== {label}: created in {time.perf_counter() - start:.1f} s, "
-        f"{size_mb:,.0f} MB on disk",
+        f"\n== {label}: created in {time.perf_counter() - start:.1f} s, {size_mb:,.0f} MB on disk",
         flush=True,
     )
     return path

@@ -91,18 +91,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+    }
     snakemake = [sys.executable, "-m", "snakemake"]
     with tempfile.TemporaryDirectory(prefix="bench-planning-") as tmp:
         workdir = Path(tmp)  # empty: no earlier results hide jobs
         plan = [*snakemake, "--snakefile", str(ROOT / "Snakefile"), "-n"]
         config = workdir / "sweep.yaml"
         (workdir / "data" / "bible-uedin").mkdir(parents=True)  # the probe corpus folder
-        config.write_text(yaml.safe_dump(
-            sweep_config(args.models, args.checkpoints, LANGUAGES[: args.languages]),
-            sort_keys=False,
-        ))
+        config.write_text(
+            yaml.safe_dump(
+                sweep_config(args.models, args.checkpoints, LANGUAGES[: args.languages]),
+                sort_keys=False,
+            )
+        )
         startup, _ = timed([*snakemake, "--version"], env, workdir)
         runs, output = [], ""
         for _ in range(args.repeat):
@@ -110,20 +116,25 @@ def main() -> None:
             runs.append(seconds)
         quiet, _ = timed([*plan, "--quiet", "--configfile", str(config)], env, workdir)
     counts = job_counts(output)
-    print(json.dumps({
-        "benchmark": "snakemake -n (plan only)",
-        "models": args.models,
-        "checkpoints_per_model": args.checkpoints,
-        "languages": args.languages,
-        "model_x_checkpoint": args.models * args.checkpoints,
-        "planned_jobs": counts.get("total"),
-        "jobs_per_rule": {k: v for k, v in counts.items() if k != "total"},
-        "dry_run_seconds_median": round(statistics.median(runs), 2),
-        "dry_run_seconds": [round(s, 2) for s in runs],
-        "dry_run_quiet_seconds": round(quiet, 2),
-        "snakemake_version_startup_seconds": round(startup, 2),
-        "cpus": os.cpu_count(),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "snakemake -n (plan only)",
+                "models": args.models,
+                "checkpoints_per_model": args.checkpoints,
+                "languages": args.languages,
+                "model_x_checkpoint": args.models * args.checkpoints,
+                "planned_jobs": counts.get("total"),
+                "jobs_per_rule": {k: v for k, v in counts.items() if k != "total"},
+                "dry_run_seconds_median": round(statistics.median(runs), 2),
+                "dry_run_seconds": [round(s, 2) for s in runs],
+                "dry_run_quiet_seconds": round(quiet, 2),
+                "snakemake_version_startup_seconds": round(startup, 2),
+                "cpus": os.cpu_count(),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

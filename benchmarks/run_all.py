@@ -52,11 +52,17 @@ def load() -> list[float]:
 def run(cmd: list[str], capture: bool) -> tuple[int, str, float]:
     """Run a child; stream its output (and keep it when ``capture``)."""
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_UPDATE_DOWNLOAD_COUNTS": "0", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=HERE.parent)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=HERE.parent
+    )
     lines = []
     for line in proc.stdout:
         print(line, end="", flush=True)
@@ -68,26 +74,36 @@ def run(cmd: list[str], capture: bool) -> tuple[int, str, float]:
 def metrics_figures(output: str) -> dict:
     """The two ratios bench_metrics.py prints (parsed from its text)."""
     figures = {}
-    m = re.search(r"reference pair loop on (\d+) neurons: ([\d.]+) s \(closed form on the same "
-                  r"slice ([\d.]+) ms, ×([\d,]+)", output)
+    m = re.search(
+        r"reference pair loop on (\d+) neurons: ([\d.]+) s \(closed form on the same "
+        r"slice ([\d.]+) ms, ×([\d,]+)",
+        output,
+    )
     if m:
         figures["closed_form_vs_reference_loop"] = {
             "ratio": float(m.group(4).replace(",", "")),
             "label": f"contribution scores: closed form vs the reference pair loop, same "
-                     f"{int(m.group(1)):,} neurons (speed-up)"}
-    m = re.search(r"extrapolated per neuron to K = ([\d,]+): (\d+) s = ([\d.]+)× the whole "
-                  r"compute_metrics run", output)
+            f"{int(m.group(1)):,} neurons (speed-up)",
+        }
+    m = re.search(
+        r"extrapolated per neuron to K = ([\d,]+): (\d+) s = ([\d.]+)× the whole "
+        r"compute_metrics run",
+        output,
+    )
     if m:
         figures["reference_loop_vs_compute_metrics"] = {
             "ratio": float(m.group(3)),
             "label": f"reference pair loop extrapolated to K = {m.group(1)} / the whole "
-                     f"compute_metrics run (speed-up)"}
-    m = re.search(r"compute_metrics, block width (\d+): ([\d.]+) s wall, peak RSS (\d+) MiB",
-                  output)
+            f"compute_metrics run (speed-up)",
+        }
+    m = re.search(
+        r"compute_metrics, block width (\d+): ([\d.]+) s wall, peak RSS (\d+) MiB", output
+    )
     if m:
         figures["compute_metrics_seconds"] = {
-            "value": float(m.group(2)), "label": f"compute_metrics wall seconds (peak RSS "
-                                                 f"{m.group(3)} MiB); not a ratio"}
+            "value": float(m.group(2)),
+            "label": f"compute_metrics wall seconds (peak RSS {m.group(3)} MiB); not a ratio",
+        }
     return figures
 
 
@@ -102,36 +118,54 @@ def planning_figures(output: str) -> dict:
         "dry_run_vs_startup": {
             "ratio": dry / startup,
             "label": f"snakemake -n on {report['models']} × {report['checkpoints_per_model']} × "
-                     f"{report['languages']} ({report['planned_jobs']:,} jobs, "
-                     f"{dry:.1f} s) / bare `snakemake --version` start-up ({startup:.1f} s)"},
+            f"{report['languages']} ({report['planned_jobs']:,} jobs, "
+            f"{dry:.1f} s) / bare `snakemake --version` start-up ({startup:.1f} s)",
+        },
         "quiet_vs_startup": {
             "ratio": report["dry_run_quiet_seconds"] / startup,
             "label": f"snakemake -n --quiet ({report['dry_run_quiet_seconds']:.1f} s) / "
-                     "bare start-up"},
+            "bare start-up",
+        },
     }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true",
-                        help="extraction and ablation with --full-560m (24 layers, vocab 250880; "
-                        "cuda and bfloat16 unless --device/--dtype say otherwise)")
-    parser.add_argument("--quick", action="store_true",
-                        help="metrics on 10 of BLOOM-7b1's 30 layers, planning run once")
-    parser.add_argument("--only", default=",".join(BENCHMARKS),
-                        help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="extraction and ablation with --full-560m (24 layers, vocab 250880; "
+        "cuda and bfloat16 unless --device/--dtype say otherwise)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="metrics on 10 of BLOOM-7b1's 30 layers, planning run once",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated subset of {','.join(BENCHMARKS)}",
+    )
     parser.add_argument("--device", help="extraction and ablation: cpu or cuda")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, help="extraction and ablation CPU threads")
-    parser.add_argument("--second-dtype", default=None,
-                        choices=["bfloat16", "float16", "float32", "none"],
-                        help="run the extraction benchmark a second time in this dtype "
-                        "(default: bfloat16 when the first run is float32 on the CPU, "
-                        "where AMX makes bf16 matmuls ~3× faster and the hooks' share "
-                        "larger; otherwise none)")
+    parser.add_argument(
+        "--second-dtype",
+        default=None,
+        choices=["bfloat16", "float16", "float32", "none"],
+        help="run the extraction benchmark a second time in this dtype "
+        "(default: bfloat16 when the first run is float32 on the CPU, "
+        "where AMX makes bf16 matmuls ~3× faster and the hooks' share "
+        "larger; otherwise none)",
+    )
     for name in BENCHMARKS:
-        parser.add_argument(f"--{name}-args", default="", metavar="ARGS",
-                            help=f"extra options for bench_{name}.py, one quoted string")
+        parser.add_argument(
+            f"--{name}-args",
+            default="",
+            metavar="ARGS",
+            help=f"extra options for bench_{name}.py, one quoted string",
+        )
     parser.add_argument("--json", type=Path, help="write every result here")
     args = parser.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -140,8 +174,9 @@ def main(argv=None) -> int:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}")
 
     if args.second_dtype is None:
-        cpu_fp32 = (not args.full and args.device in (None, "cpu")
-                    and args.dtype in (None, "float32"))
+        cpu_fp32 = (
+            not args.full and args.device in (None, "cpu") and args.dtype in (None, "float32")
+        )
         args.second_dtype = "bfloat16" if cpu_fp32 else "none"
     common = []
     if args.full:
@@ -159,8 +194,9 @@ def main(argv=None) -> int:
         extra = shlex.split(getattr(args, f"{name}_args"))
         jobs.append((name, name, extra))
         if name == "extraction" and args.second_dtype != "none":
-            jobs.append((f"extraction-{args.second_dtype}", name,
-                         ["--dtype", args.second_dtype, *extra]))
+            jobs.append(
+                (f"extraction-{args.second_dtype}", name, ["--dtype", args.second_dtype, *extra])
+            )
     with tempfile.TemporaryDirectory(prefix="bench_run_all_") as tmp:
         for key, name, extra in jobs:
             script = HERE / f"bench_{name}.py"
@@ -186,21 +222,30 @@ def main(argv=None) -> int:
                 cmd = [sys.executable, str(script), *scale, *extra]
                 rc, output, seconds = run(cmd, capture=True)
                 figures = planning_figures(output)
-            results[key] = {**entry, "command": " ".join(cmd[1:]), "rc": rc,
-                            "seconds": round(seconds, 1), "figures": figures,
-                            "load_after": load()}
+            results[key] = {
+                **entry,
+                "command": " ".join(cmd[1:]),
+                "rc": rc,
+                "seconds": round(seconds, 1),
+                "figures": figures,
+                "load_after": load(),
+            }
             if rc != 0:
                 print(f"-- {key} FAILED (exit {rc})")
 
     total = time.perf_counter() - started
-    print(f"\n== figures (each ratio from one benchmark's own interleaved runs); "
-          f"total {total / 60:.1f} min, load average now {load()}")
+    print(
+        f"\n== figures (each ratio from one benchmark's own interleaved runs); "
+        f"total {total / 60:.1f} min, load average now {load()}"
+    )
     for name, entry in results.items():
         if "skipped" in entry:
             print(f"{name}: skipped ({entry['skipped']})")
             continue
-        print(f"{name} ({entry['seconds']:.0f} s, load {entry['load_before']} -> "
-              f"{entry['load_after']}{', FAILED' if entry['rc'] else ''}):")
+        print(
+            f"{name} ({entry['seconds']:.0f} s, load {entry['load_before']} -> "
+            f"{entry['load_after']}{', FAILED' if entry['rc'] else ''}):"
+        )
         for fig in entry["figures"].values():
             value = f"{fig['ratio']:.3f}" if "ratio" in fig else f"{fig['value']:.2f}"
             spread = f"  per round {fig['per_round']}" if "per_round" in fig else ""

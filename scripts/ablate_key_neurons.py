@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import torch
-
 from lingua_franca.logs import log_to
 from lingua_franca.pipeline import ablate
 

@@ -1,7 +1,6 @@
 """Rule evaluate_xstorycloze: lm-eval's accuracy per language, both task kinds."""
 
 import torch
-
 from lingua_franca.logs import log_to
 from lingua_franca.pipeline import evaluate
 

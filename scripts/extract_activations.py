@@ -1,7 +1,6 @@
 """Rule extract_activations: the probe through one model × checkpoint into a zarr store."""
 
 import torch
-
 from lingua_franca.logs import log_to
 from lingua_franca.pipeline import extract
 

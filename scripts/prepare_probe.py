@@ -5,4 +5,9 @@ from lingua_franca.corpora import prepare_probe
 from lingua_franca.logs import log_to
 
 with log_to(snakemake.log[0]):
-    prepare_probe(snakemake.params.probe, snakemake.params.languages, snakemake.params.seed, snakemake.output[0])
+    prepare_probe(
+        snakemake.params.probe,
+        snakemake.params.languages,
+        snakemake.params.seed,
+        snakemake.output[0],
+    )

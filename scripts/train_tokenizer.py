@@ -6,6 +6,9 @@ from lingua_franca.toy import read_lines, train_tokenizer
 with log_to(snakemake.log[0]):
     opts = snakemake.params.tokenizer
     tok = train_tokenizer(
-        read_lines(snakemake.input[0]), opts["vocab_size"], snakemake.output[0], opts["min_frequency"]
+        read_lines(snakemake.input[0]),
+        opts["vocab_size"],
+        snakemake.output[0],
+        opts["min_frequency"],
     )
     get_logger("train_tokenizer").info("vocabulary: %d tokens", len(tok))

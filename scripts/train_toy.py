@@ -1,7 +1,6 @@
 """Rule train_toy: train one toy model, saving a checkpoint at each save step."""
 
 import torch
-
 from lingua_franca.logs import log_to
 from lingua_franca.toy import read_lines, train_toy_model
 

@@ -1,4 +1,4 @@
-"""Deactivation, perplexity and the ablation outputs (SPEC §5), on tiny random models."""
+"""Deactivation, perplexity and the ablation outputs (docs/method.md §5), on tiny random models."""
 
 import copy
 import json
@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_architectures import CORPUS, HAND, all_hooks, tiny_model, tiny_tokenizer
-
 from lingua_franca import ablation
 from lingua_franca.ablation import (
     diagonal_summary,
@@ -23,6 +21,7 @@ from lingua_franca.ablation import (
 from lingua_franca.activations import tokenize
 from lingua_franca.architectures import decoder_layers, zero_neurons
 from lingua_franca.plots import plot_ppl_increase
+from test_architectures import CORPUS, HAND, all_hooks, tiny_model, tiny_tokenizer
 
 LANGS = ["en", "de", "fr"]
 TEXTS = {
@@ -30,8 +29,11 @@ TEXTS = {
     "de": " ".join([CORPUS[1]] * 6),
     "fr": " ".join([CORPUS[2], CORPUS[3]] * 3),
 }
-PROMPTS = {"en": ["the cat sat", "a long sentence", "the dog", "unused"],
-           "de": ["der Hund", "im Haus"], "fr": ["le chat", "la maison", "le lit"]}  # fmt: skip
+PROMPTS = {
+    "en": ["the cat sat", "a long sentence", "the dog", "unused"],
+    "de": ["der Hund", "im Haus"],
+    "fr": ["le chat", "la maison", "le lit"],
+}
 SEQLEN, BATCH = 8, 3
 
 
@@ -59,8 +61,9 @@ def lang_windows(tokenizer, lang, seqlen=SEQLEN):
 def run(model, tokenizer, key, widths, outdir, texts=TEXTS, prompts=PROMPTS, **kw):
     """run_ablation with the test defaults (short generations, no progress bars)."""
     kw = {"seqlen": SEQLEN, "batch_size": BATCH, "seeds": [0], "max_new_tokens": 5, **kw}
-    return run_ablation(model, tokenizer, key, widths, texts, prompts, LANGS, outdir=outdir,
-                        progress=False, **kw)  # fmt: skip
+    return run_ablation(
+        model, tokenizer, key, widths, texts, prompts, LANGS, outdir=outdir, progress=False, **kw
+    )
 
 
 def zeroed_copy(model, arch, neurons):
@@ -110,7 +113,9 @@ def test_perplexity_equals_hand_computation(arch, tokenizer):
 
 def test_context_length(tokenizer):
     assert ablation.context_length(tiny_model("llama")) == 64
-    assert ablation.context_length(tiny_model("bloom")) == 2048  # SPEC §5 default for BLOOM
+    assert (
+        ablation.context_length(tiny_model("bloom")) == 2048
+    )  # docs/method.md §5 default for BLOOM
 
 
 def test_random_fraction_rule():
@@ -269,10 +274,13 @@ def test_outputs_with_an_empty_region_and_several_seeds(tokenizer, tmp_path):
     )
     assert saved["seqlen"] == SEQLEN and saved["n_neurons"] == 80
     n_en = len(tokenize(tokenizer, [TEXTS["en"]])[0])
-    assert saved["perplexity_text"]["en"] == {"tokens": n_en, "windows": n_en // SEQLEN,
-                                              "tokens_used": n_en // SEQLEN * SEQLEN,
-                                              "predicted_tokens": n_en // SEQLEN * (SEQLEN - 1),
-                                              "tokens_dropped": n_en % SEQLEN}  # fmt: skip
+    assert saved["perplexity_text"]["en"] == {
+        "tokens": n_en,
+        "windows": n_en // SEQLEN,
+        "tokens_used": n_en // SEQLEN * SEQLEN,
+        "predicted_tokens": n_en // SEQLEN * (SEQLEN - 1),
+        "tokens_dropped": n_en % SEQLEN,
+    }
     assert (
         set(saved["diagonal_dominates"]) == set(LANGS) and saved["diagonal_dominates"]["fr"] is None
     )
@@ -317,10 +325,13 @@ def test_short_text_is_an_error_naming_the_language(tokenizer, tmp_path):
 
 
 def test_heatmap_with_empty_column(tmp_path):
-    inc = pd.DataFrame({"random": [10.0, 12], "en": [50.0, 2], "zh": [np.nan, np.nan]},
-                       index=pd.Index(["en", "zh"], name="language"))  # fmt: skip
-    cond = pd.DataFrame({"neurons": [49152, 15935, 0], "fraction": [0.1, 0.032, 0.0]},
-                        index=["random", "en", "zh"])  # fmt: skip
+    inc = pd.DataFrame(
+        {"random": [10.0, 12], "en": [50.0, 2], "zh": [np.nan, np.nan]},
+        index=pd.Index(["en", "zh"], name="language"),
+    )
+    cond = pd.DataFrame(
+        {"neurons": [49152, 15935, 0], "fraction": [0.1, 0.032, 0.0]}, index=["random", "en", "zh"]
+    )
     plot_ppl_increase(inc, cond, tmp_path / "h.png", random_sd=pd.Series([1.0, 2.0]))
     data = (tmp_path / "h.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

@@ -1,11 +1,9 @@
-"""Batched extraction, checkpoint loading and the activation store (SPEC §2)."""
+"""Batched extraction, checkpoint loading and the activation store (docs/method.md §2)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_architectures import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
-
 from lingua_franca.activations import (
     NonFiniteActivationError,
     activations_path,
@@ -15,6 +13,7 @@ from lingua_franca.activations import (
 )
 from lingua_franca.models import load_model, weights_fingerprint
 from lingua_franca.store import ActivationStore
+from test_architectures import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
 
 TEXTS = ["the cat", CORPUS[4], "le chat dort", CORPUS[1], "a", CORPUS[0], "el perro come en la"]
 
@@ -29,7 +28,12 @@ def tokenizer():
 def probe_frame(texts=TEXTS):
     langs = ["eng", "eng", "fra", "deu", "eng", "eng", "spa"]
     return pd.DataFrame(
-        {"row": range(len(texts)), "lang": langs[: len(texts)], "item": range(len(texts)), "text": texts}
+        {
+            "row": range(len(texts)),
+            "lang": langs[: len(texts)],
+            "item": range(len(texts)),
+            "text": texts,
+        }
     )
 
 
@@ -75,7 +79,9 @@ def test_nan_names_layer_and_sample(tmp_path, tokenizer):
     token = tokenize(tokenizer, ["perro"])[0][0]
     with torch.no_grad():
         model.model.embed_tokens.weight[token] = float("nan")
-    with pytest.raises(NonFiniteActivationError, match=r"layer 0: .*row 6 \(language spa, item 6\)"):
+    with pytest.raises(
+        NonFiniteActivationError, match=r"layer 0: .*row 6 \(language spa, item 6\)"
+    ):
         extract_to_store(model, tokenizer, probe_frame(), tmp_path / "a.zarr", batch_size=2)
     assert all_hooks(model) == 0 and not any(tmp_path.iterdir())
 
@@ -84,19 +90,36 @@ def test_store_round_trip_with_attributes(tmp_path, tokenizer):
     model = tiny_model("gpt2")
     path = activations_path(tmp_path / "results", "tiny-gpt2", "step100")
     assert path == tmp_path / "results/tiny-gpt2/step100/activations.zarr"
-    extract_to_store(model, tokenizer, probe_frame(), path, batch_size=3, progress=False,
-                     attrs={"model": "tiny-gpt2", "checkpoint": "step100"})  # fmt: skip
+    extract_to_store(
+        model,
+        tokenizer,
+        probe_frame(),
+        path,
+        batch_size=3,
+        progress=False,
+        attrs={"model": "tiny-gpt2", "checkpoint": "step100"},
+    )
     store = ActivationStore(path)
     expected = extract(model, tokenizer, batch_size=1)
     assert store.widths == [64, 64] and store.n_samples == len(TEXTS)
     for layer, values in enumerate(expected):
         np.testing.assert_allclose(store.read_layer(layer, "float32"), values, rtol=1e-5, atol=1e-6)
     a = store.attrs
-    assert store.languages == list(probe_frame()["lang"]) and store.items == [str(i) for i in range(7)]
-    assert (a["model"], a["checkpoint"], a["revision"], a["dtype"]) == ("tiny-gpt2", "step100", None, "float32")
+    assert store.languages == list(probe_frame()["lang"]) and store.items == [
+        str(i) for i in range(7)
+    ]
+    assert (a["model"], a["checkpoint"], a["revision"], a["dtype"]) == (
+        "tiny-gpt2",
+        "step100",
+        None,
+        "float32",
+    )
     assert a["weights_fingerprint"] == weights_fingerprint(model)
     assert a["tokenizer"]["class"] == type(tokenizer).__name__
-    assert a["tokenizer"]["vocab_size"] == len(tokenizer) and a["tokenizer"]["add_special_tokens"] is False
+    assert (
+        a["tokenizer"]["vocab_size"] == len(tokenizer)
+        and a["tokenizer"]["add_special_tokens"] is False
+    )
     assert a["extraction"]["neuron_module"] == "transformer.h.{layer}.mlp.c_proj"
     assert len(a["config_hash"]) == 16 and a["package_versions"]["torch"] == torch.__version__
     assert a["complete"] is True

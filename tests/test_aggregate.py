@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from lingua_franca import aggregate
-from lingua_franca.plots import evolution as plots_evolution
 from lingua_franca.aggregate import collect_tables, last_checkpoints, summary_files, write_summary
+from lingua_franca.plots import evolution as plots_evolution
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LANGS = ["en", "zh", "fr"]
@@ -29,14 +28,26 @@ def fake_metrics(model, checkpoint, counts, lrds, sads, fingerprint, n_parameter
     counts = np.asarray(counts)
     k = WIDTH * len(counts)
     return {
-        "languages": LANGS, "n_layers": len(counts), "n_neurons": k, "z_threshold": 2.0,
-        "lrds": lrds, "sads": sads, "sklr": int(counts.sum()), "sklr_fraction": counts.sum() / k,
+        "languages": LANGS,
+        "n_layers": len(counts),
+        "n_neurons": k,
+        "z_threshold": 2.0,
+        "lrds": lrds,
+        "sads": sads,
+        "sklr": int(counts.sum()),
+        "sklr_fraction": counts.sum() / k,
         "key_neurons_per_language": dict(zip(LANGS, map(int, counts.sum(axis=0)))),
         "key_fraction_per_language": dict(zip(LANGS, (int(c) / k for c in counts.sum(axis=0)))),
         "per_layer": [
-            {"layer": m, "name": f"layer_{m:03d}", "width": WIDTH, "lrds": 0.1 * m, "sads": None,
-             "key_neurons": int(row.sum()),
-             "key_neurons_per_language": dict(zip(LANGS, map(int, row)))}
+            {
+                "layer": m,
+                "name": f"layer_{m:03d}",
+                "width": WIDTH,
+                "lrds": 0.1 * m,
+                "sads": None,
+                "key_neurons": int(row.sum()),
+                "key_neurons_per_language": dict(zip(LANGS, map(int, row))),
+            }
             for m, row in enumerate(counts)
         ],
         "source": {"model": model, "checkpoint": checkpoint},
@@ -46,30 +57,104 @@ def fake_metrics(model, checkpoint, counts, lrds, sads, fingerprint, n_parameter
 
 def fake_xstorycloze(model, checkpoint, cross, mono):
     """xstorycloze.json: ``cross``/``mono`` {lang: acc or None (missing kind)}; fr has no data."""
+
     def result(acc):
-        return {"missing": True, "reason": "no en twin"} if acc is None else {
-            "acc": acc, "acc_stderr": 0.01, "n": 100}
+        return (
+            {"missing": True, "reason": "no en twin"}
+            if acc is None
+            else {"acc": acc, "acc_stderr": 0.01, "n": 100}
+        )
 
     languages = {lang: {"cross": result(cross[lang]), "mono": result(mono[lang])} for lang in cross}
     languages["fr"] = {"missing": True, "reason": "no XStoryCloze data for fr"}
-    return {"lm_eval_version": "0.4", "limit": None, "languages": languages,
-            "source": {"model": model, "checkpoint": checkpoint}}
+    return {
+        "lm_eval_version": "0.4",
+        "limit": None,
+        "languages": languages,
+        "source": {"model": model, "checkpoint": checkpoint},
+    }
 
 
 # (model, family, checkpoint, step, parameters, fingerprint, lrds, sads, counts, cross, mono)
 GRID = [
-    ("evo-1b", "evo", "step-100", 100, 1e9, "aaa", 0.30, 0.05, [[3, 2, 1], [2, 2, 2]],
-     {"en": 0.60, "zh": 0.50}, {"en": 0.70, "zh": 0.60}),
-    ("evo-1b", "evo", "step-200", 200, 1e9, "bbb", 0.20, 0.08, [[2, 1, 1], [1, 1, 0]],
-     {"en": 0.65, "zh": 0.55}, {"en": 0.72, "zh": 0.64}),
-    ("evo-1b", "evo", "step-300", 300, 1e9, "bbb", 0.20, 0.08, [[2, 1, 1], [1, 1, 0]],
-     {"en": 0.66, "zh": None}, {"en": 0.74, "zh": 0.62}),
-    ("sz-s", "sz", "main", None, None, "ccc", None, 0.02, [[4, 4, 4], [0, 0, 0]],
-     {"en": 0.52, "zh": 0.48}, {"en": 0.55, "zh": 0.51}),
-    ("sz-m", "sz", "step-10", 10, 2e7, None, 0.25, 0.04, [[1, 0, 0], [0, 0, 1]],
-     None, None),  # no xstorycloze.json
-    ("sz-m", "sz", "step-20", 20, 2e7, "eee", 0.15, 0.09, [[0, 0, 0], [0, 0, 0]],
-     {"en": 0.58, "zh": 0.56}, {"en": 0.61, "zh": 0.59}),
+    (
+        "evo-1b",
+        "evo",
+        "step-100",
+        100,
+        1e9,
+        "aaa",
+        0.30,
+        0.05,
+        [[3, 2, 1], [2, 2, 2]],
+        {"en": 0.60, "zh": 0.50},
+        {"en": 0.70, "zh": 0.60},
+    ),
+    (
+        "evo-1b",
+        "evo",
+        "step-200",
+        200,
+        1e9,
+        "bbb",
+        0.20,
+        0.08,
+        [[2, 1, 1], [1, 1, 0]],
+        {"en": 0.65, "zh": 0.55},
+        {"en": 0.72, "zh": 0.64},
+    ),
+    (
+        "evo-1b",
+        "evo",
+        "step-300",
+        300,
+        1e9,
+        "bbb",
+        0.20,
+        0.08,
+        [[2, 1, 1], [1, 1, 0]],
+        {"en": 0.66, "zh": None},
+        {"en": 0.74, "zh": 0.62},
+    ),
+    (
+        "sz-s",
+        "sz",
+        "main",
+        None,
+        None,
+        "ccc",
+        None,
+        0.02,
+        [[4, 4, 4], [0, 0, 0]],
+        {"en": 0.52, "zh": 0.48},
+        {"en": 0.55, "zh": 0.51},
+    ),
+    (
+        "sz-m",
+        "sz",
+        "step-10",
+        10,
+        2e7,
+        None,
+        0.25,
+        0.04,
+        [[1, 0, 0], [0, 0, 1]],
+        None,
+        None,
+    ),  # no xstorycloze.json
+    (
+        "sz-m",
+        "sz",
+        "step-20",
+        20,
+        2e7,
+        "eee",
+        0.15,
+        0.09,
+        [[0, 0, 0], [0, 0, 0]],
+        {"en": 0.58, "zh": 0.56},
+        {"en": 0.61, "zh": 0.59},
+    ),
 ]
 
 
@@ -86,18 +171,31 @@ def fabricated(tmp_path_factory):
     for model, family, ckpt, step, params, fp, lrds, sads, counts, cross, mono in GRID:
         folder = tmp_path / "results" / model / ckpt
         measured = 5_000_000 if params is None else int(params)
-        write_json(folder / "metrics.json",
-                   fake_metrics(model, ckpt, counts, lrds, sads, fp, measured))
-        record = {"model": model, "family": family, "checkpoint": ckpt, "step": step,
-                  "parameters": params, "revision": None, "metrics": folder / "metrics.json"}
+        write_json(
+            folder / "metrics.json", fake_metrics(model, ckpt, counts, lrds, sads, fp, measured)
+        )
+        record = {
+            "model": model,
+            "family": family,
+            "checkpoint": ckpt,
+            "step": step,
+            "parameters": params,
+            "revision": None,
+            "metrics": folder / "metrics.json",
+        }
         if cross is not None:
             write_json(folder / "xstorycloze.json", fake_xstorycloze(model, ckpt, cross, mono))
             record["xstorycloze"] = folder / "xstorycloze.json"
         if (model, ckpt) == ("evo-1b", "step-200"):  # the only one with an ablation
-            write_json(folder / "ablation.json", {
-                "diagonal_dominates": {"en": True, "zh": False, "fr": None},
-                "mean_diagonal_increase": 12.5, "mean_off_diagonal_increase": 1.5,
-                "source": {"model": model, "checkpoint": ckpt}})
+            write_json(
+                folder / "ablation.json",
+                {
+                    "diagonal_dominates": {"en": True, "zh": False, "fr": None},
+                    "mean_diagonal_increase": 12.5,
+                    "mean_off_diagonal_increase": 1.5,
+                    "source": {"model": model, "checkpoint": ckpt},
+                },
+            )
             record["ablation"] = folder / "ablation.json"
         out.append(record)
     return out
@@ -127,7 +225,12 @@ def test_metrics_csv(summary):
     small = m.loc[("sz-s", "main")]
     assert evo100["family"] == "evo" and evo100["step"] == 100 and evo100["parameters"] == 1e9
     assert evo100[["lrds", "sads", "sklr", "n_neurons", "n_layers"]].tolist() == [
-        0.30, 0.05, 12, 16, 2]
+        0.30,
+        0.05,
+        12,
+        16,
+        2,
+    ]
     assert evo100["sklr_fraction"] == pytest.approx(12 / 16)
     # unweighted mean over languages with data; fr (no data) never counts
     assert evo100["cross_acc_mean"] == pytest.approx((0.60 + 0.50) / 2)
@@ -183,7 +286,10 @@ def test_long_tables(summary):
 def test_last_checkpoints(records):
     last = last_checkpoints(collect_tables(records)["metrics"])
     assert list(zip(last["model"], last["checkpoint"])) == [
-        ("evo-1b", "step-300"), ("sz-s", "main"), ("sz-m", "step-20")]
+        ("evo-1b", "step-300"),
+        ("sz-s", "main"),
+        ("sz-m", "step-20"),
+    ]
 
 
 def test_every_promised_file_is_written(summary):
@@ -205,10 +311,17 @@ def test_every_promised_file_is_written(summary):
 def test_summary_files_names_only():
     grid = [("org/m 1", "fam/x", "main"), ("m2", "fam/x", "main"), ("m2", "fam/x", "step-1")]
     assert summary_files(grid, outdir="s") == [
-        "s/metrics.csv", "s/key_neurons_per_layer.csv", "s/key_neurons_per_language.csv",
-        "s/xstorycloze.csv", "s/evolution_fam_x.png", "s/scale_fam_x.png",
-        "s/key_layers_org_m_1.png", "s/key_languages_org_m_1.png",
-        "s/key_layers_m2.png", "s/key_languages_m2.png"]
+        "s/metrics.csv",
+        "s/key_neurons_per_layer.csv",
+        "s/key_neurons_per_language.csv",
+        "s/xstorycloze.csv",
+        "s/evolution_fam_x.png",
+        "s/scale_fam_x.png",
+        "s/key_layers_org_m_1.png",
+        "s/key_languages_org_m_1.png",
+        "s/key_layers_m2.png",
+        "s/key_languages_m2.png",
+    ]
     with pytest.raises(ValueError, match="same summary file"):
         summary_files([("a", "f/1", "c"), ("b", "f 1", "c")])
 

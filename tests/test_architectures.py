@@ -1,5 +1,5 @@
 """Neuron location and hooks, checked against the same values computed by hand from
-each tiny random model's weights (SPEC §1, §5).  Also home of the tiny models and
+each tiny random model's weights (docs/method.md §1, §5).  Also home of the tiny models and
 tokenizer that test_activations.py imports."""
 
 import copy
@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from lingua_franca import architectures
+from lingua_franca.architectures import NeuronModuleError, NeuronReader, find_neurons, zero_neurons
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from torch import nn
 from transformers import (
@@ -24,31 +26,65 @@ from transformers import (
     XGLMConfig,
 )
 
-from lingua_franca import architectures
-from lingua_franca.architectures import NeuronModuleError, NeuronReader, find_neurons, zero_neurons
-
 VOCAB, HIDDEN = 100, 16
-GATED = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=40, num_hidden_layers=2,
-             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+GATED = {
+    "vocab_size": VOCAB,
+    "hidden_size": HIDDEN,
+    "intermediate_size": 40,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 64,
+}
 CONFIGS = {
     "bloom": lambda: BloomConfig(vocab_size=VOCAB, hidden_size=HIDDEN, n_layer=2, n_head=2),
-    "bloom_tp2": lambda: BloomConfig(vocab_size=VOCAB, hidden_size=HIDDEN, n_layer=2, n_head=2,
-                                     pretraining_tp=2, slow_but_exact=True),
+    "bloom_tp2": lambda: BloomConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        n_layer=2,
+        n_head=2,
+        pretraining_tp=2,
+        slow_but_exact=True,
+    ),
     "llama": lambda: LlamaConfig(**GATED),
     "mistral": lambda: MistralConfig(**GATED),
     "qwen2": lambda: Qwen2Config(**GATED),
     "gemma": lambda: GemmaConfig(**GATED, head_dim=8),
-    "gpt_neox": lambda: GPTNeoXConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2,
-                                      num_attention_heads=2, intermediate_size=48,
-                                      max_position_embeddings=64),
-    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=2, n_head=2, n_positions=64,
-                               bos_token_id=1, eos_token_id=2),
-    "opt": lambda: OPTConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=2, ffn_dim=40,
-                             num_attention_heads=2, max_position_embeddings=64,
-                             word_embed_proj_dim=HIDDEN),
-    "xglm": lambda: XGLMConfig(vocab_size=VOCAB, d_model=HIDDEN, num_layers=2, attention_heads=2,
-                               ffn_dim=40, max_position_embeddings=64),
-}  # fmt: skip
+    "gpt_neox": lambda: GPTNeoXConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=64,
+    ),
+    "gpt2": lambda: GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=HIDDEN,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=1,
+        eos_token_id=2,
+    ),
+    "opt": lambda: OPTConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=2,
+        ffn_dim=40,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        word_embed_proj_dim=HIDDEN,
+    ),
+    "xglm": lambda: XGLMConfig(
+        vocab_size=VOCAB,
+        d_model=HIDDEN,
+        num_layers=2,
+        attention_heads=2,
+        ffn_dim=40,
+        max_position_embeddings=64,
+    ),
+}
 ARCHS = list(CONFIGS)
 
 
@@ -61,8 +97,13 @@ def _linear(module, x):
 
 
 def _act(name):
-    return {"silu": lambda t: t * torch.sigmoid(t), "gelu": F.gelu, "relu": torch.relu,
-            "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh}[name]  # fmt: skip
+    return {
+        "silu": lambda t: t * torch.sigmoid(t),
+        "gelu": F.gelu,
+        "relu": torch.relu,
+        "gelu_new": _gelu_tanh,
+        "gelu_pytorch_tanh": _gelu_tanh,
+    }[name]
 
 
 def _gated(layer, x, config):
@@ -72,23 +113,42 @@ def _gated(layer, x, config):
 
 # arch → (module whose input is the MLP input, neurons by hand, output projection, Conv1D?)
 HAND = {
-    "bloom": ("mlp", lambda l, x, c: _gelu_tanh(_linear(l.mlp.dense_h_to_4h, x)), "mlp.dense_4h_to_h", False),
+    "bloom": (
+        "mlp",
+        lambda l, x, c: _gelu_tanh(_linear(l.mlp.dense_h_to_4h, x)),
+        "mlp.dense_4h_to_h",
+        False,
+    ),
     "llama": ("mlp", _gated, "mlp.down_proj", False),
-    "gpt_neox": ("mlp", lambda l, x, c: _act(c.hidden_act)(_linear(l.mlp.dense_h_to_4h, x)),
-                 "mlp.dense_4h_to_h", False),
-    "gpt2": ("mlp", lambda l, x, c: _gelu_tanh(x @ l.mlp.c_fc.weight + l.mlp.c_fc.bias), "mlp.c_proj", True),
+    "gpt_neox": (
+        "mlp",
+        lambda l, x, c: _act(c.hidden_act)(_linear(l.mlp.dense_h_to_4h, x)),
+        "mlp.dense_4h_to_h",
+        False,
+    ),
+    "gpt2": (
+        "mlp",
+        lambda l, x, c: _gelu_tanh(x @ l.mlp.c_fc.weight + l.mlp.c_fc.bias),
+        "mlp.c_proj",
+        True,
+    ),
     "opt": ("fc1", lambda l, x, c: _act(c.activation_function)(_linear(l.fc1, x)), "fc2", False),
     "xglm": ("fc1", lambda l, x, c: _act(c.activation_function)(_linear(l.fc1, x)), "fc2", False),
-}  # fmt: skip
+}
 HAND["bloom_tp2"] = HAND["bloom"]
 HAND["mistral"] = HAND["qwen2"] = HAND["gemma"] = HAND["llama"]
 EXPECTED_PATTERN = {
-    "bloom": "transformer.h.{layer}.mlp.gelu_impl", "bloom_tp2": "transformer.h.{layer}.mlp.gelu_impl",
-    "llama": "model.layers.{layer}.mlp.down_proj", "mistral": "model.layers.{layer}.mlp.down_proj",
-    "qwen2": "model.layers.{layer}.mlp.down_proj", "gemma": "model.layers.{layer}.mlp.down_proj",
-    "gpt_neox": "gpt_neox.layers.{layer}.mlp.dense_4h_to_h", "gpt2": "transformer.h.{layer}.mlp.c_proj",
-    "opt": "model.decoder.layers.{layer}.fc2", "xglm": "model.layers.{layer}.fc2",
-}  # fmt: skip
+    "bloom": "transformer.h.{layer}.mlp.gelu_impl",
+    "bloom_tp2": "transformer.h.{layer}.mlp.gelu_impl",
+    "llama": "model.layers.{layer}.mlp.down_proj",
+    "mistral": "model.layers.{layer}.mlp.down_proj",
+    "qwen2": "model.layers.{layer}.mlp.down_proj",
+    "gemma": "model.layers.{layer}.mlp.down_proj",
+    "gpt_neox": "gpt_neox.layers.{layer}.mlp.dense_4h_to_h",
+    "gpt2": "transformer.h.{layer}.mlp.c_proj",
+    "opt": "model.decoder.layers.{layer}.fc2",
+    "xglm": "model.layers.{layer}.fc2",
+}
 
 
 def tiny_model(arch: str) -> nn.Module:
@@ -182,7 +242,10 @@ def test_pooled_neurons_equal_hand_computation(arch):
         m = mask[..., None].float()
         expected = (neurons * m).sum(1) / m.sum(1)
         assert pooled[i].dtype == torch.float32
-        assert pooled[i].shape == (3, layer.get_submodule(HAND[arch][2]).weight.shape[0 if HAND[arch][3] else 1])
+        assert pooled[i].shape == (
+            3,
+            layer.get_submodule(HAND[arch][2]).weight.shape[0 if HAND[arch][3] else 1],
+        )
         torch.testing.assert_close(pooled[i], expected, rtol=1e-5, atol=1e-6)
         assert expected.abs().max() > 1e-2  # the comparison is not between near-zeros
 
@@ -192,7 +255,7 @@ def test_zeroing_equals_zeroed_projection_columns(arch):
     model = tiny_model(arch)
     ids, mask = batch(lengths=(6, 6))
     neurons = {0: torch.tensor([0, 3, 5]), 1: torch.tensor([1, 2, 7, 11])}
-    run = lambda m: m(input_ids=ids, attention_mask=mask, labels=ids)  # noqa: E731
+    run = lambda m: m(input_ids=ids, attention_mask=mask, labels=ids)
     with torch.no_grad():
         before = run(model)
         edited = copy.deepcopy(model)
@@ -216,7 +279,7 @@ def test_zeroing_equals_zeroed_projection_columns(arch):
 
 def test_zero_neurons_accepts_lists_and_skips_empty_layers():
     model = tiny_model("llama")
-    ids, mask = batch()
+    ids, _mask = batch()
     with torch.no_grad():
         with zero_neurons(model, {0: [], 1: [4]}):
             assert all_hooks(model) == 1
@@ -224,9 +287,8 @@ def test_zero_neurons_accepts_lists_and_skips_empty_layers():
         with zero_neurons(model, {1: torch.tensor([4])}):
             b = model(input_ids=ids).logits
     assert torch.equal(a, b)
-    with pytest.raises(IndexError, match="layer 5"):
-        with zero_neurons(model, {5: [0]}):
-            pass
+    with pytest.raises(IndexError, match="layer 5"), zero_neurons(model, {5: [0]}):
+        pass
     assert all_hooks(model) == 0
 
 
@@ -238,9 +300,12 @@ def test_hooks_removed_when_forward_raises():
         raise RuntimeError("boom")
 
     crash = model.transformer.h[1].mlp.register_forward_pre_hook(boom)
-    with pytest.raises(RuntimeError, match="boom"):
-        with zero_neurons(model, {0: [1]}), NeuronReader(model) as reader:
-            reader.pooled(lambda: model(input_ids=ids, attention_mask=mask), mask)
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        zero_neurons(model, {0: [1]}),
+        NeuronReader(model) as reader,
+    ):
+        reader.pooled(lambda: model(input_ids=ids, attention_mask=mask), mask)
     crash.remove()
     assert all_hooks(model) == 0
 
@@ -292,7 +357,7 @@ def test_bad_override_is_explained():
 
 def test_hook_that_never_fires_is_an_error():
     model = tiny_model("llama")
-    ids, mask = batch()
+    _ids, mask = batch()
     with NeuronReader(model) as reader, pytest.raises(NeuronModuleError, match="never reached"):
         reader.pooled(lambda: None, mask)
     assert all_hooks(model) == 0

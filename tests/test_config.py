@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from lingua_franca.config import ConfigError, load_config, load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +94,11 @@ def test_revision_needs_a_hub_model(demo):
 
 def test_toy_checkpoint_must_be_a_saved_step(demo):
     demo["models"]["toy-bloom-s"]["checkpoints"]["step-77"] = {"folder": "step-77"}
-    fails(demo, "models.toy-bloom-s.checkpoints.step-77", "not among models.toy-bloom-s.toy.save_steps")
+    fails(
+        demo,
+        "models.toy-bloom-s.checkpoints.step-77",
+        "not among models.toy-bloom-s.toy.save_steps",
+    )
 
 
 def test_reserved_model_name(demo):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from lingua_franca.corpora import (
     CorpusError,
     build_probe,
@@ -94,8 +93,10 @@ def test_validate_parallel_accepts_a_parallel_corpus():
     [
         (
             [("a", "en", "A"), ("a", "fr", "A"), ("b", "en", "B")],
-            r"x\.tsv: 2 problem\(s\).*item 'b', language 'fr': missing"
-            r".*different numbers of items per language: en 2, fr 1",
+            (
+                r"x\.tsv: 2 problem\(s\).*item 'b', language 'fr': missing"
+                r".*different numbers of items per language: en 2, fr 1"
+            ),
         ),
         ([("a", "en", "A"), ("a", "fr", "")], r"item 'a', language 'fr': empty text"),
         ([("a", "en", "A"), ("a", "fr", " \u3000 ")], r"item 'a', language 'fr': empty text"),
@@ -562,8 +563,10 @@ def test_probe_file_round_trip(tmp_path):
         (lambda p: p.assign(row=[0, 1, 2, 3, 5, 4]), "column row must count 0, 1, 2"),
         (
             lambda p: p.iloc[[0, 1, 2, 4, 3, 5]].assign(row=range(6)),
-            r"language 'zh': item order differs from 'en' at position 0"
-            r" \(found 'v01', expected 'v03'\)",
+            (
+                r"language 'zh': item order differs from 'en' at position 0"
+                r" \(found 'v01', expected 'v03'\)"
+            ),
         ),
         (lambda p: p.iloc[[0, 3, 1, 4, 2, 5]].assign(row=range(6)), "one contiguous block"),
     ],

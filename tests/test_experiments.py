@@ -19,7 +19,7 @@ NAMES = [p.stem for p in EXPERIMENTS]
 
 from tiny_workflow import job_counts, parse_jobs
 
-# SPEC §8: exact parameter counts (layers × width = K in the comments of the configs)
+# docs/method.md §8: exact parameter counts (layers × width = K in the comments of the configs)
 PARAMETERS = {
     "bigscience/bloom-560m": 559_214_592,
     "bigscience/bloom-1b1": 1_065_314_304,
@@ -37,9 +37,7 @@ REVISION_STEP = re.compile(r"^(?:global_)?step(\d+)$")
 def test_the_paper_grid_is_covered():
     expected = {"bloom-scales", "bloom-7b1-checkpoints", "llama2-scales", "pythia-checkpoints"}
     assert expected <= set(NAMES)
-    hub_ids = {
-        m.hub_id for path in EXPERIMENTS for m in load_config_file(path).models.values()
-    }
+    hub_ids = {m.hub_id for path in EXPERIMENTS for m in load_config_file(path).models.values()}
     assert {h for h in PARAMETERS if h != "bigscience/bloom-7b1-intermediate"} <= hub_ids
     assert "bigscience/bloom-7b1-intermediate" in hub_ids
 
@@ -77,7 +75,14 @@ def test_the_checkpoint_experiments_name_the_published_branches():
     (model,) = bloom.models.values()
     assert model.hub_id == "bigscience/bloom-7b1-intermediate"
     assert sorted(c.step for c in model.checkpoints.values()) == [
-        1000, 10000, 50000, 100000, 150000, 200000, 250000, 300000
+        1000,
+        10000,
+        50000,
+        100000,
+        150000,
+        200000,
+        250000,
+        300000,
     ]
     pythia = load_config_file(ROOT / "resources/experiments/pythia-checkpoints.yaml")
     log_spaced = {0} | {2**i for i in range(10)}
@@ -100,9 +105,22 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
     (tmp_path / cfg.data["probe"]["options"]["dir"]).mkdir(parents=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path),
-         "--directory", str(tmp_path)],
-        cwd=ROOT, check=False, capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--configfile",
+            str(path),
+            "--directory",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny_workflow import copy_workflow, parse_jobs, tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
@@ -36,7 +35,12 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 def snakemake(workdir, *args, timeout=600):
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, check=False, capture_output=True, text=True, timeout=timeout, env=ENV,
+        cwd=workdir,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -85,7 +89,8 @@ def plan_after(workdir, change) -> list:
 
 def checkpoint_jobs(jobs, model, checkpoint):
     return {
-        j.rule for j in jobs
+        j.rule
+        for j in jobs
         if j.wildcards.get("model") == model and j.wildcards.get("checkpoint") == checkpoint
     }
 

@@ -1,10 +1,11 @@
-"""Metrics against the SPEC formulas computed the slow way (explicit loops over pairs).
+"""Metrics against the formulas of docs/method.md computed the slow way (explicit loops over pairs).
 
 Small random probes (4 languages × 5 items × 3 layers of uneven width) are scored
 by ``metrics_from_arrays`` and by the streaming ``compute_metrics`` over a real
-store, and both are compared with direct transcriptions of SPEC §2–4.
+store, and both are compared with direct transcriptions of docs/method.md §2–4.
 """
 
+import itertools
 import json
 import math
 import warnings
@@ -12,7 +13,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from lingua_franca import metrics as M
 from lingua_franca.store import ActivationStore, StoreWriter
 
@@ -210,7 +210,7 @@ def test_key_regions_and_sklr_match_slow(probe):
     assert summary["sklr_fraction"] == len(expected) / sum(WIDTHS)
     per_lang = {lang: sum(1 for l, _ in expected if l == lang) for lang in LANGS}
     assert summary["key_neurons_per_language"] == per_lang
-    per_layer = [sum(1 for _, k in expected if a <= k < b) for a, b in zip(offsets, offsets[1:])]
+    per_layer = [sum(1 for _, k in expected if a <= k < b) for a, b in itertools.pairwise(offsets)]
     assert [row["key_neurons"] for row in summary["per_layer"]] == per_layer
     regions = M.key_regions(slow, tau)
     assert sum(len(r) for r in regions) == len(expected)

@@ -8,7 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def pins(lines):
-    return sorted(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    return sorted(
+        line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
+    )
 
 
 def test_requirements_are_exact_pins():

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from lingua_franca.plots import checkpoint as plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny_workflow import copy_workflow
 
 pytestmark = pytest.mark.workflow
@@ -48,8 +47,13 @@ window.addEventListener("load", async () => {
 def snakemake(workdir, *args):
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900, env=ENV,
-    )  # fmt: skip
+        check=False,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=ENV,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result.stdout + result.stderr
 
@@ -78,22 +82,40 @@ def test_report_holds_every_figure_with_a_caption(report):
     assert "results/summary/metrics.csv" in results and "results/summary/summary.html" in results
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 def test_report_renders_in_headless_chromium_and_every_figure_loads(report, tmp_path):
     page = tmp_path / "report.html"
     head, tail = report.read_text(encoding="utf-8").rsplit("</body>", 1)  # the page's own, last
     page.write_text(head + CHECK + "</body>" + tail)
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=30000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
-    assert re.search(r'<div id="app"><div[^>]*>.*?<nav', dom, re.S), "the report app did not render"
-    check = re.search(r'<pre id="lf-report-check">(.*?)</pre>', dom, re.S)
+    assert re.search(r'<div id="app"><div[^>]*>.*?<nav', dom, re.DOTALL), (
+        "the report app did not render"
+    )
+    check = re.search(r'<pre id="lf-report-check">(.*?)</pre>', dom, re.DOTALL)
     assert check, "the check script did not finish"
     outcome = json.loads(html.unescape(check.group(1)))
     assert outcome["failed"] == []

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from tiny_workflow import copy_workflow, parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +35,8 @@ RUN_TIMEOUT = 480  # seconds; `timeout -k` ends a run whose status checks hang
 def clean_env(**extra):
     """The environment without SLURM settings of whoever runs the tests."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("SLURM_", "SBATCH_", "SALLOC_", "SNAKEMAKE_SLURM"))
     }
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
@@ -75,12 +75,16 @@ def parse_profile(tmp_path, accounting="accounting_storage/slurmdbd", cwd=ROOT, 
     scontrol.chmod(0o755)
     result = subprocess.run(
         [sys.executable, "-c", PARSE, "--profile", "slurm", "-n"],
-        cwd=cwd, check=False, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=clean_env(PATH=f"{fake}:{os.environ['PATH']}", **env),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("PARSED"))
-    return json.loads(line[len("PARSED"):])
+    return json.loads(line[len("PARSED") :])
 
 
 def test_profile_name_resolves_from_the_repository_root(tmp_path):
@@ -97,7 +101,12 @@ def test_profile_name_resolves_from_the_repository_root(tmp_path):
 def test_the_literal_invocation_plans_the_workflow(tmp_path):
     result = subprocess.run(
         [str(SNAKEMAKE), "--profile", "slurm", "-n"],
-        cwd=ROOT, check=False, capture_output=True, text=True, timeout=300, env=clean_env(),
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=clean_env(),
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
@@ -143,8 +152,14 @@ def _sbatch(**resources):
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     job = SimpleNamespace(resources=_Resources(resources), threads=2)
-    params = {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "c", "account": "",
-              "partition": " -p main", "workdir": "/w"}
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "l",
+        "comment_str": "c",
+        "account": "",
+        "partition": " -p main",
+        "workdir": "/w",
+    }
     return get_submit_command(job, params) + set_gres_string(job)
 
 
@@ -163,7 +178,7 @@ def test_the_gpu_resource_becomes_sbatch_flags():
 
 # --- a real cluster ---------------------------------------------------------------------
 
-EXTRA_RULES = '''
+EXTRA_RULES = """
 
 # --- added by tests/test_slurm.py: what a job sees, and a retry ------------------------
 rule slurm_job_environment:
@@ -194,7 +209,7 @@ rule slurm_retry:
     shell:
         "if [ {resources.mem_mb} -lt 600 ]; then echo 'attempt 1 fails' >&2; exit 1; fi; "
         "echo job=$SLURM_JOB_ID mem_mb={resources.mem_mb} runtime={resources.runtime} > {output}"
-'''
+"""
 TARGETS = [
     "results/toy-bloom/step-6/metrics.json",
     "results/slurm/job_environment.json",
@@ -224,8 +239,10 @@ def cluster():
     try:
         start = _run([CLUSTER, "start", work], timeout=120)
         assert start.returncode == 0, f"starting SLURM failed:\n{start.stdout}\n{start.stderr}"
-        pids = [int((work / f).read_text()) for f in
-                ("run/slurmctld.pid", "run/slurmd.pid", "munge/munged.pid")]
+        pids = [
+            int((work / f).read_text())
+            for f in ("run/slurmctld.pid", "run/slurmd.pid", "munge/munged.pid")
+        ]
         yield work
     finally:
         stop = _run([CLUSTER, "stop", work], timeout=120)
@@ -254,14 +271,27 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
     # the venv's bin folder is not on PATH: jobs must find the venv by themselves
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != VENV_BIN)
     cmd = [
-        "timeout", "-k", "10", RUN_TIMEOUT, SNAKEMAKE, "--profile", "slurm",
-        "--slurm-init-seconds-before-status-checks", "5",
+        "timeout",
+        "-k",
+        "10",
+        RUN_TIMEOUT,
+        SNAKEMAKE,
+        "--profile",
+        "slurm",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
         "--slurm-keep-successful-logs",
-        "--set-resources", "extract_activations:gpu=1",  # a model job on the fake GPU
-        "--verbose", *TARGETS,
+        "--set-resources",
+        "extract_activations:gpu=1",  # a model job on the fake GPU
+        "--verbose",
+        *TARGETS,
     ]
-    result = _run(cmd, timeout=RUN_TIMEOUT + 30, cwd=workdir,
-                  env=clean_env(PATH=path, SBATCH_PARTITION="main"))
+    result = _run(
+        cmd,
+        timeout=RUN_TIMEOUT + 30,
+        cwd=workdir,
+        env=clean_env(PATH=path, SBATCH_PARTITION="main"),
+    )
     log = result.stdout + result.stderr
     (tmp_path / "snakemake.log").write_text(log)
     assert result.returncode == 0, f"rc {result.returncode}\n{log[-6000:]}"
@@ -270,13 +300,21 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
     ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert len(ids) == len(set(ids)) >= 7
     calls = _sbatch_calls(log)
-    for rule in ("prepare_probe", "prepare_toy_text", "train_tokenizer", "train_toy",
-                 "extract_activations", "compute_metrics", "slurm_job_environment"):
+    for rule in (
+        "prepare_probe",
+        "prepare_toy_text",
+        "train_tokenizer",
+        "train_toy",
+        "extract_activations",
+        "compute_metrics",
+        "slurm_job_environment",
+    ):
         assert rule in calls, f"{rule} was not submitted: {sorted(calls)}"
     # the GPU rule asked for one, the others for none
     assert all("--gpus=1" in c for c in calls["extract_activations"])
-    assert all("--gpus" not in c for r in ("train_toy", "compute_metrics", "slurm_retry")
-               for c in calls[r])
+    assert all(
+        "--gpus" not in c for r in ("train_toy", "compute_metrics", "slurm_retry") for c in calls[r]
+    )
     # memory and time: what the rule's resource functions gave the job
     (extract,) = [j for j in parse_jobs(log) if j.rule == "extract_activations"]
     mem, runtime = extract.resources["mem_mb"], extract.resources["runtime"]

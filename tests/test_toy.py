@@ -4,10 +4,9 @@ import json
 
 import pytest
 import torch
+from lingua_franca import toy
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from lingua_franca import toy
 
 TEXTS = [
     "The river is wide and the boat is small.",
@@ -21,10 +20,20 @@ TEXTS = [
     "O rio é largo e o barco é pequeno.",
 ] * 6
 
-SPEC = dict(
-    hidden_size=16, num_layers=2, num_heads=2, intermediate_size=None, steps=4, save_steps=[0, 2, 4],
-    batch_size=2, seqlen=16, learning_rate=1e-3, warmup_steps=1, weight_decay=0.0, seed=3,
-)
+TOY_SPEC = {
+    "hidden_size": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "intermediate_size": None,
+    "steps": 4,
+    "save_steps": [0, 2, 4],
+    "batch_size": 2,
+    "seqlen": 16,
+    "learning_rate": 1e-3,
+    "warmup_steps": 1,
+    "weight_decay": 0.0,
+    "seed": 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +55,11 @@ def test_tokenizer_round_trips_every_script(tokenizer_dir):
 
 
 @pytest.mark.parametrize("architecture", ["bloom", "llama"])
-def test_checkpoint_reloads_with_auto_classes_and_same_logits(tokenizer_dir, tmp_path, architecture):
+def test_checkpoint_reloads_with_auto_classes_and_same_logits(
+    tokenizer_dir, tmp_path, architecture
+):
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    model = toy.build_model({**SPEC, "architecture": architecture}, len(tok), {}).eval()
+    model = toy.build_model({**TOY_SPEC, "architecture": architecture}, len(tok), {}).eval()
     toy.save_checkpoint(model, tok, tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "model.safetensors").exists()
     again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "ckpt")).eval()
@@ -63,12 +74,18 @@ def test_checkpoint_reloads_with_auto_classes_and_same_logits(tokenizer_dir, tmp
 
 @pytest.mark.parametrize("architecture", ["bloom", "llama"])
 def test_training_saves_every_step_deterministically(tokenizer_dir, tmp_path, architecture):
-    spec = {**SPEC, "architecture": architecture}
+    spec = {**TOY_SPEC, "architecture": architecture}
     runs = []
     for name in ("a", "b"):
-        history = toy.train_toy_model(spec, tokenizer_dir, TEXTS, TEXTS[:18], tmp_path / name, log=lambda s: None)
+        history = toy.train_toy_model(
+            spec, tokenizer_dir, TEXTS, TEXTS[:18], tmp_path / name, log=lambda s: None
+        )
         runs.append(history)
-        assert sorted(p.name for p in (tmp_path / name).glob("step-*")) == ["step-0", "step-2", "step-4"]
+        assert sorted(p.name for p in (tmp_path / name).glob("step-*")) == [
+            "step-0",
+            "step-2",
+            "step-4",
+        ]
     assert runs[0]["train_loss"] == runs[1]["train_loss"]
     for step in ("step-0", "step-4"):
         a = load_file(tmp_path / "a" / step / "model.safetensors")
@@ -88,4 +105,4 @@ def test_training_saves_every_step_deterministically(tokenizer_dir, tmp_path, ar
 
 def test_bloom_rejects_a_custom_mlp_width():
     with pytest.raises(ValueError, match="4 × hidden_size"):
-        toy.build_model({**SPEC, "architecture": "bloom", "intermediate_size": 10}, 100, {})
+        toy.build_model({**TOY_SPEC, "architecture": "bloom", "intermediate_size": 10}, 100, {})

@@ -15,7 +15,11 @@ pytestmark = pytest.mark.workflow
 def snakemake(*args, cwd=ROOT):
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -63,6 +67,10 @@ def test_rule_files_are_snakefmt_clean():
     files = ["Snakefile", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "rules").glob("*.smk"))]
     result = subprocess.run(
         [sys.executable, "-m", "snakefmt", "--check", *files],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr

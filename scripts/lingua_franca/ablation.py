@@ -1,4 +1,4 @@
-"""Deactivating key linguistic regions: perplexity and generations (SPEC §5, Table 1, App. A).
+"""Deactivating key linguistic regions: perplexity and generations (docs/method.md §5, Table 1, App. A).
 
 Every condition runs on the one loaded model: neurons are zeroed through
 ``architectures.zero_neurons`` (the same hook point that extraction reads), so the
@@ -106,7 +106,7 @@ def perplexity(
 
 def random_fraction(key_fractions: Iterable[float] | Mapping[str, float]) -> float:
     """Smallest whole percent strictly above the largest key fraction (0.094 → 0.10,
-    0.10 → 0.11, 0 → 0.01), capped at 100 %.  The paper's random baseline (SPEC §5)
+    0.10 → 0.11, 0 → 0.01), capped at 100 %.  The paper's random baseline (docs/method.md §5)
     is just bigger than any language's region, so a larger random loss means size alone
     does not explain it.  Rounded first so that 0.29 counts as 29 %, not 28.99… %."""
     values = key_fractions.values() if isinstance(key_fractions, Mapping) else key_fractions
@@ -202,15 +202,18 @@ def generate(
     input_ids = torch.tensor([ids], device=device)
     pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
     out = model.generate(
-        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-        max_new_tokens=max_new_tokens, pad_token_id=pad,
-    )  # fmt: skip
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad,
+    )
     new = out[0, len(ids) :].tolist()
     return tokenizer.decode(new, skip_special_tokens=True), new
 
 
 def context_length(model: nn.Module) -> int:
-    """The model's context (used when seqlen is None, as SPEC §5 asks).  BLOOM (ALiBi)
+    """The model's context (used when seqlen is None, as docs/method.md §5 asks).  BLOOM (ALiBi)
     records none in its config; it was trained on 2048 tokens."""
     config = model.config
     for key in ("max_position_embeddings", "n_positions", "seq_length"):
@@ -275,8 +278,10 @@ def run_ablation(
     deactivated = [lang for lang in languages if sizes[lang]]
     fraction = random_fraction({lang: n / k for lang, n in sizes.items()})
     ids = {lang: tokenize(tokenizer, [texts[lang]])[0] for lang in evaluated}
-    wins = {lang: windows(ids[lang], seqlen, f"perplexity text of language {lang!r}")
-            for lang in evaluated}  # fmt: skip
+    wins = {
+        lang: windows(ids[lang], seqlen, f"perplexity text of language {lang!r}")
+        for lang in evaluated
+    }
     chosen = {lang: list(prompts.get(lang, []))[:prompts_per_language] for lang in languages}
     for lang, some in chosen.items():
         if some and not all(tokenize(tokenizer, some)):
@@ -328,10 +333,12 @@ def run_ablation(
     from lingua_franca.plots import plot_ppl_increase  # matplotlib only when the figure is drawn
 
     plot_ppl_increase(
-        increase, conditions, outdir / "ppl_increase.png",
+        increase,
+        conditions,
+        outdir / "ppl_increase.png",
         random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
         title=f"Perplexity increase after deactivation (random {fraction:.0%})",
-    )  # fmt: skip
+    )
 
     summary = {
         "languages": languages,
@@ -342,10 +349,15 @@ def run_ablation(
         "widths": [int(w) for w in widths],
         "neuron_module": site.pattern,
         "conditions": [
-            {"name": name, "neurons": int(row.neurons), "fraction": float(row.fraction),
-             "status": row.status, "kind": KINDS.get(name, "language")}
+            {
+                "name": name,
+                "neurons": int(row.neurons),
+                "fraction": float(row.fraction),
+                "status": row.status,
+                "kind": KINDS.get(name, "language"),
+            }
             for name, row in conditions.iterrows()
-        ],  # fmt: skip
+        ],
         "random_fraction": fraction,
         "random_percent": round(fraction * 100),
         "seeds": seeds,
@@ -353,12 +365,15 @@ def run_ablation(
         "seqlen": seqlen,
         "batch_size": batch_size,
         "perplexity_text": {
-            lang: {"tokens": len(ids[lang]), "windows": len(wins[lang]),
-                   "tokens_used": wins[lang].numel(),
-                   "predicted_tokens": len(wins[lang]) * (seqlen - 1),
-                   "tokens_dropped": len(ids[lang]) - wins[lang].numel()}
+            lang: {
+                "tokens": len(ids[lang]),
+                "windows": len(wins[lang]),
+                "tokens_used": wins[lang].numel(),
+                "predicted_tokens": len(wins[lang]) * (seqlen - 1),
+                "tokens_dropped": len(ids[lang]) - wins[lang].numel(),
+            }
             for lang in evaluated
-        },  # fmt: skip
+        },
         "full_perplexity": {lang: _num(ppl.at[lang, "full"]) for lang in evaluated},
         **diagonal_summary(increase, deactivated),
         "generation": {
@@ -411,9 +426,16 @@ def _generations(model, tokenizer, runs, prompts, max_new_tokens, neuron_module,
                 for lang, texts in own(name).items():
                     for i, prompt in enumerate(texts):
                         text, new = generate(model, tokenizer, prompt, max_new_tokens)
-                        records.append({"condition": name, "language": lang, "prompt_index": i,
-                                        "prompt": prompt, "continuation": text,
-                                        "continuation_ids": new})  # fmt: skip
+                        records.append(
+                            {
+                                "condition": name,
+                                "language": lang,
+                                "prompt_index": i,
+                                "prompt": prompt,
+                                "continuation": text,
+                                "continuation_ids": new,
+                            }
+                        )
                         bar.update()
     return records
 

@@ -1,4 +1,4 @@
-"""Batched extraction: one mean-pooled neuron vector per sample and layer (SPEC §2).
+"""Batched extraction: one mean-pooled neuron vector per sample and layer (docs/method.md §2).
 
 Batches are right-padded by hand (left padding shifts absolute positions in GPT-2,
 OPT and XGLM) and the attention mask keeps padding out of both the model and the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,8 @@ def pooled_neurons(
                 batch = order[b : b + batch_size]
                 input_ids, mask = right_pad([ids[r] for r in batch], pad_id)
                 input_ids, mask = input_ids.to(device), mask.to(device)
-                pooled = reader.pooled(
-                    lambda: body(input_ids=input_ids, attention_mask=mask, use_cache=False), mask
-                )
+                forward = partial(body, input_ids=input_ids, attention_mask=mask, use_cache=False)
+                pooled = reader.pooled(forward, mask)
                 _check_finite(pooled, [names[r] for r in batch])
                 if block is None:
                     block = [np.empty((len(rows), p.shape[1]), np.float32) for p in pooled]
@@ -140,12 +140,20 @@ def extract_to_store(
         raise ValueError("probe rows must be 0 … n-1 in order (and at least one)")
     langs = [str(x) for x in probe["lang"]]
     items = [str(x) for x in probe["item"]]
-    names = [f"row {r} (language {lang}, item {item})" for r, lang, item in zip(probe["row"], langs, items)]
+    names = [
+        f"row {r} (language {lang}, item {item})"
+        for r, lang, item in zip(probe["row"], langs, items)
+    ]
     blocks = pooled_neurons(
-        model, tokenizer, list(probe["text"]), batch_size=batch_size,
-        add_special_tokens=add_special_tokens, neuron_module=neuron_module,
-        names=names, progress=progress,
-    )  # fmt: skip
+        model,
+        tokenizer,
+        list(probe["text"]),
+        batch_size=batch_size,
+        add_special_tokens=add_special_tokens,
+        neuron_module=neuron_module,
+        names=names,
+        progress=progress,
+    )
     settings = {
         "add_special_tokens": add_special_tokens,
         "neuron_module": find_neurons(model, neuron_module).pattern,

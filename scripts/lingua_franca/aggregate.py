@@ -1,5 +1,5 @@
 """Summary tables across models × checkpoints, and the figures drawn from them
-(SPEC §7; paper Figures 4–7 and 10).
+(docs/method.md §7; paper Figures 4–7 and 10).
 
 Each model × checkpoint job writes its own ``metrics.json`` (and
 ``xstorycloze.json``), but the evolution and scale figures need every checkpoint
@@ -37,18 +37,45 @@ KINDS = ("cross", "mono")
 
 ID = ["model", "family", "checkpoint", "step"]
 COLUMNS = {
-    "metrics": ID + [
-        "revision", "parameters", "n_layers", "n_neurons", "z_threshold", "lrds", "sads",
-        "sklr", "sklr_fraction", "cross_acc_mean", "cross_n_languages", "mono_acc_mean",
-        "mono_n_languages", "xstorycloze_missing", "ppl_diagonal_increase",
-        "ppl_off_diagonal_increase", "diagonal_dominates", "weights_fingerprint", "duplicate_of",
+    "metrics": ID
+    + [
+        "revision",
+        "parameters",
+        "n_layers",
+        "n_neurons",
+        "z_threshold",
+        "lrds",
+        "sads",
+        "sklr",
+        "sklr_fraction",
+        "cross_acc_mean",
+        "cross_n_languages",
+        "mono_acc_mean",
+        "mono_n_languages",
+        "xstorycloze_missing",
+        "ppl_diagonal_increase",
+        "ppl_off_diagonal_increase",
+        "diagonal_dominates",
+        "weights_fingerprint",
+        "duplicate_of",
     ],
     "key_neurons_per_layer": ID + ["layer", "name", "width", "lrds", "sads", "key_neurons"],
     "key_neurons_per_language": ID + ["language", "key_neurons", "key_fraction"],
     "xstorycloze": ID + ["language", "kind", "acc", "acc_stderr", "n", "missing", "reason"],
 }
-INTEGERS = ("step", "parameters", "n_layers", "n_neurons", "sklr", "cross_n_languages",
-            "mono_n_languages", "layer", "width", "key_neurons", "n")
+INTEGERS = (
+    "step",
+    "parameters",
+    "n_layers",
+    "n_neurons",
+    "sklr",
+    "cross_n_languages",
+    "mono_n_languages",
+    "layer",
+    "width",
+    "key_neurons",
+    "n",
+)
 
 
 # ------------------------------------------------------------------ file names
@@ -121,14 +148,24 @@ def _xstorycloze_rows(doc: Mapping[str, Any]) -> list[dict]:
     rows = []
     for lang, entry in (doc.get("languages") or {}).items():
         for kind in KINDS:
-            res = entry if entry.get("missing") else entry.get(kind) or {
-                "missing": True, "reason": f"no {kind} result"}
+            res = (
+                entry
+                if entry.get("missing")
+                else entry.get(kind) or {"missing": True, "reason": f"no {kind} result"}
+            )
             acc = _float(res.get("acc"))
             missing = bool(res.get("missing")) or math.isnan(acc)
-            rows.append({"language": lang, "kind": kind, "acc": acc,
-                         "acc_stderr": _float(res.get("acc_stderr")), "n": res.get("n"),
-                         "missing": missing,
-                         "reason": res.get("reason") or ("no accuracy" if missing else None)})
+            rows.append(
+                {
+                    "language": lang,
+                    "kind": kind,
+                    "acc": acc,
+                    "acc_stderr": _float(res.get("acc_stderr")),
+                    "n": res.get("n"),
+                    "missing": missing,
+                    "reason": res.get("reason") or ("no accuracy" if missing else None),
+                }
+            )
     return rows
 
 
@@ -172,24 +209,44 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
         **ident,
         "revision": record.get("revision"),
         "parameters": record.get("parameters") or provenance.get("n_parameters"),
-        **{key: m.get(key) for key in ("n_layers", "n_neurons", "z_threshold", "lrds", "sads",
-                                        "sklr", "sklr_fraction")},
+        **{
+            key: m.get(key)
+            for key in (
+                "n_layers",
+                "n_neurons",
+                "z_threshold",
+                "lrds",
+                "sads",
+                "sklr",
+                "sklr_fraction",
+            )
+        },
         **_accuracy(xsc),
         **ablation,
         "weights_fingerprint": provenance.get("weights_fingerprint"),
     }
     layers = [
-        {**ident, **{key: layer.get(key) for key in COLUMNS["key_neurons_per_layer"][4:]},
-         **{f"key_neurons_{lang}": n
-            for lang, n in (layer.get("key_neurons_per_language") or {}).items()}}
+        {
+            **ident,
+            **{key: layer.get(key) for key in COLUMNS["key_neurons_per_layer"][4:]},
+            **{
+                f"key_neurons_{lang}": n
+                for lang, n in (layer.get("key_neurons_per_language") or {}).items()
+            },
+        }
         for layer in m.get("per_layer") or []
     ]
     fractions = m.get("key_fraction_per_language") or {}
-    languages = [{**ident, "language": lang, "key_neurons": n, "key_fraction": fractions.get(lang)}
-                 for lang, n in (m.get("key_neurons_per_language") or {}).items()]
-    return {"metrics": [row], "key_neurons_per_layer": layers,
-            "key_neurons_per_language": languages,
-            "xstorycloze": [{**ident, **r} for r in xsc]}
+    languages = [
+        {**ident, "language": lang, "key_neurons": n, "key_fraction": fractions.get(lang)}
+        for lang, n in (m.get("key_neurons_per_language") or {}).items()
+    ]
+    return {
+        "metrics": [row],
+        "key_neurons_per_layer": layers,
+        "key_neurons_per_language": languages,
+        "xstorycloze": [{**ident, **r} for r in xsc],
+    }
 
 
 def _duplicate_of(metrics: pd.DataFrame) -> list[str | None]:
@@ -275,8 +332,16 @@ def write_summary(
     layers, languages = tables["key_neurons_per_layer"], tables["key_neurons_per_language"]
     for model in metrics["model"].unique():
         stem = file_stem(model)
-        figure(f"key_layers_{stem}.png", figures.plot_key_layers,
-               layers[layers["model"] == model], model=model)
-        figure(f"key_languages_{stem}.png", figures.plot_key_languages,
-               languages[languages["model"] == model], model=model)
+        figure(
+            f"key_layers_{stem}.png",
+            figures.plot_key_layers,
+            layers[layers["model"] == model],
+            model=model,
+        )
+        figure(
+            f"key_languages_{stem}.png",
+            figures.plot_key_languages,
+            languages[languages["model"] == model],
+            model=model,
+        )
     return paths

@@ -1,8 +1,8 @@
 """Where each architecture keeps its MLP neurons, and the hooks that read or zero them.
 
-A layer's neurons are the vector that enters the MLP's output projection (SPEC §1).
+A layer's neurons are the vector that enters the MLP's output projection (docs/method.md §1).
 Every hook in the project goes through this module, so that reading (extraction)
-and writing (deactivation, SPEC §5) always act on the same values.
+and writing (deactivation, docs/method.md §5) always act on the same values.
 
 ``find_neurons`` resolves, per decoder layer, the module whose *input* holds the
 neurons (or, for BLOOM, whose *output* does: ``mlp.gelu_impl``, which stays on the
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 from torch import nn
@@ -124,9 +125,9 @@ def _search(layer: nn.Module) -> str | None:
         for projection in PROJECTION_NAMES:
             path = f"{mlp}.{projection}" if mlp else projection
             module = _get(layer, path)
-            if module is not None and getattr(module, "weight", None) is not None:
-                if module.weight.dim() == 2:
-                    return path
+            weight = getattr(module, "weight", None) if module is not None else None
+            if weight is not None and weight.dim() == 2:
+                return path
     return None
 
 
@@ -203,7 +204,7 @@ class NeuronReader:
             total = torch.where(mask[..., None], x, 0).sum(1, dtype=torch.float32)
         self._pooled[layer] = total / mask.sum(1, keepdim=True, dtype=torch.float32)
 
-    def __enter__(self) -> "NeuronReader":
+    def __enter__(self) -> Self:
         for layer in range(len(self.site)):
             self._handles.append(_register(self.site, layer, lambda x, i=layer: self._pool(i, x)))
         return self
@@ -213,7 +214,9 @@ class NeuronReader:
             handle.remove()
         self._handles = []
 
-    def pooled(self, forward: Callable[[], object], attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    def pooled(
+        self, forward: Callable[[], object], attention_mask: torch.Tensor
+    ) -> list[torch.Tensor]:
         """Run ``forward()`` and return one (batch, width) float32 mean per layer."""
         if not self._handles:
             raise RuntimeError("NeuronReader hooks are not active: use it in a `with` block")
@@ -241,7 +244,7 @@ def zero_neurons(
     neurons: Mapping[int, torch.Tensor | Sequence[int]],
     neuron_module: str | None = None,
 ) -> Iterator[NeuronSite]:
-    """Multiply the listed neurons (``{layer: indices}``) by 0 at every token (SPEC §5).
+    """Multiply the listed neurons (``{layer: indices}``) by 0 at every token (docs/method.md §5).
 
     Equivalent to zeroing the matching input columns of each output projection, but
     leaves the weights untouched; leaving the block restores the model exactly.

@@ -199,7 +199,9 @@ def _checkpoints(name: str, entry: dict[str, Any], model_root: str | None) -> di
             step = saved if step is None else step
         if revision is not None:
             if entry.get("hub_id") is None:
-                raise ConfigError(f"{key}: 'revision' needs the model's 'hub_id' (use 'folder' for local checkpoints)")
+                raise ConfigError(
+                    f"{key}: 'revision' needs the model's 'hub_id' (use 'folder' for local checkpoints)"
+                )
             location = entry["hub_id"]
         else:
             location = str(Path(model_root or ".") / folder)  # an absolute folder stays absolute

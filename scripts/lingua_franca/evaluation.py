@@ -1,4 +1,4 @@
-"""Cross-lingual XStoryCloze through lm-evaluation-harness (SPEC §6, paper Appendix B).
+"""Cross-lingual XStoryCloze through lm-evaluation-harness (docs/method.md §6, paper Appendix B).
 
 Two multiple-choice tasks per language X, both defined here rather than taken from
 lm-eval's task registry, so that nothing is downloaded and the prompt is ours:
@@ -42,8 +42,13 @@ PROMPTS = {  # the Jinja templates written into the task YAML, recorded in the r
         "note": "lm-eval's built-in xstorycloze_<lang> formulation",
     },
 }
-FIELDS = ("story_id", *(f"input_sentence_{i}" for i in range(1, 5)),
-          "sentence_quiz1", "sentence_quiz2", "answer_right_ending")
+FIELDS = (
+    "story_id",
+    *(f"input_sentence_{i}" for i in range(1, 5)),
+    "sentence_quiz1",
+    "sentence_quiz2",
+    "answer_right_ending",
+)
 
 
 def task_name(kind: str, lang: str) -> str:
@@ -53,9 +58,11 @@ def task_name(kind: str, lang: str) -> str:
 def _cross_docs(docs: Sequence[Mapping], english: Mapping[str, Mapping]) -> tuple[list, int]:
     """The story in X with the English endings and label (the label belongs to the
     choices it indexes); stories with no English twin are dropped and counted."""
-    kept = [{**{f: d[f] for f in FIELDS},
-             **{f: english[d["story_id"]][f] for f in FIELDS[5:]}}
-            for d in docs if d["story_id"] in english]
+    kept = [
+        {**{f: d[f] for f in FIELDS}, **{f: english[d["story_id"]][f] for f in FIELDS[5:]}}
+        for d in docs
+        if d["story_id"] in english
+    ]
     return kept, len(docs) - len(kept)
 
 
@@ -63,8 +70,9 @@ def _write_task(workdir: Path, kind: str, lang: str, docs: list[dict]) -> str:
     """One JSONL of docs and one task YAML pointing at it; returns the task name."""
     name = task_name(kind, lang)
     data = workdir / "data" / f"{name}.jsonl"
-    data.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs),
-                    encoding="utf-8")
+    data.write_text(
+        "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8"
+    )
     task = {
         "task": name,
         "dataset_path": "json",
@@ -76,7 +84,8 @@ def _write_task(workdir: Path, kind: str, lang: str, docs: list[dict]) -> str:
         "metadata": {"version": 1.0},
     }
     (workdir / "tasks" / f"{name}.yaml").write_text(
-        yaml.safe_dump(task, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+        yaml.safe_dump(task, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8"
+    )
     return name
 
 
@@ -97,20 +106,30 @@ def write_tasks(stories: Mapping[str, Sequence[Mapping]], workdir: str | Path) -
     for lang, docs in stories.items():
         if not docs:
             continue
-        plan[lang] = {"mono": _write_task(workdir, "mono", lang,
-                                          [{f: d[f] for f in FIELDS} for d in docs])}
+        plan[lang] = {
+            "mono": _write_task(workdir, "mono", lang, [{f: d[f] for f in FIELDS} for d in docs])
+        }
         if not english:
             plan[lang]["cross"] = {"missing": True, "reason": "no English XStoryCloze data"}
             continue
         cross, plan[lang]["dropped_no_english"] = _cross_docs(docs, english)
-        plan[lang]["cross"] = (_write_task(workdir, "cross", lang, cross) if cross else {
-            "missing": True, "reason": f"no {lang} story has an English counterpart"})
+        plan[lang]["cross"] = (
+            _write_task(workdir, "cross", lang, cross)
+            if cross
+            else {"missing": True, "reason": f"no {lang} story has an English counterpart"}
+        )
     return plan
 
 
-def evaluate_xstorycloze(model, tokenizer, stories: Mapping[str, Sequence[Mapping]],
-                         missing: Sequence[str], workdir: str | Path, batch_size: int = 8,
-                         limit: int | None = None) -> dict:
+def evaluate_xstorycloze(
+    model,
+    tokenizer,
+    stories: Mapping[str, Sequence[Mapping]],
+    missing: Sequence[str],
+    workdir: str | Path,
+    batch_size: int = 8,
+    limit: int | None = None,
+) -> dict:
     """Accuracy of ``model`` on the cross-lingual and monolingual tasks, per language.
 
     ``missing`` languages (and languages given no stories) appear with a reason,
@@ -122,33 +141,50 @@ def evaluate_xstorycloze(model, tokenizer, stories: Mapping[str, Sequence[Mappin
 
     missing = sorted(set(missing) | {lang for lang, docs in stories.items() if not docs})
     plan = write_tasks(stories, workdir)
-    tasks = [entry[kind] for entry in plan.values() for kind in ("cross", "mono")
-             if isinstance(entry[kind], str)]
+    tasks = [
+        entry[kind]
+        for entry in plan.values()
+        for kind in ("cross", "mono")
+        if isinstance(entry[kind], str)
+    ]
     scores: dict[str, dict] = {}
     if tasks:
         # HFLM may set a pad token on the tokenizer it gets: give it a copy, so that
         # the job's tokenizer is left as it was.
         lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
         out = lm_eval.simple_evaluate(
-            model=lm, tasks=tasks, limit=limit, log_samples=False,
-            task_manager=TaskManager(include_path=str(Path(workdir).resolve() / "tasks"),
-                                     include_defaults=False))
+            model=lm,
+            tasks=tasks,
+            limit=limit,
+            log_samples=False,
+            task_manager=TaskManager(
+                include_path=str(Path(workdir).resolve() / "tasks"), include_defaults=False
+            ),
+        )
         for name in tasks:
             res = out["results"][name]
             stderr = res.get("acc_stderr,none")  # "N/A" when lm-eval computes none
-            scores[name] = {"acc": float(res["acc,none"]),
-                            "acc_stderr": float(stderr) if isinstance(stderr, float) else None,
-                            "n": int(out["n-samples"][name]["effective"])}
+            scores[name] = {
+                "acc": float(res["acc,none"]),
+                "acc_stderr": float(stderr) if isinstance(stderr, float) else None,
+                "n": int(out["n-samples"][name]["effective"]),
+            }
     languages: dict[str, dict] = {}
     for lang, entry in plan.items():
-        languages[lang] = {kind: scores[entry[kind]] if isinstance(entry[kind], str)
-                           else entry[kind] for kind in ("cross", "mono")}
+        languages[lang] = {
+            kind: scores[entry[kind]] if isinstance(entry[kind], str) else entry[kind]
+            for kind in ("cross", "mono")
+        }
         if "dropped_no_english" in entry:
             languages[lang]["cross"]["dropped_no_english"] = entry["dropped_no_english"]
     for lang in missing:
         languages.setdefault(lang, {"missing": True, "reason": f"no XStoryCloze data for {lang}"})
-    return {"lm_eval_version": lm_eval.__version__, "prompt_format": PROMPTS,
-            "limit": limit, "languages": languages}
+    return {
+        "lm_eval_version": lm_eval.__version__,
+        "prompt_format": PROMPTS,
+        "limit": limit,
+        "languages": languages,
+    }
 
 
 def write_results(result: Mapping, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Similarity map, LRDS/SADS and key linguistic regions (SPEC §2–4, paper Eq. 5–14).
+"""Similarity map, LRDS/SADS and key linguistic regions (docs/method.md §2–4, paper Eq. 5–14).
 
 Two layers of code:
 
@@ -24,7 +24,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +34,18 @@ from lingua_franca.store import ActivationStore
 
 __all__ = [
     "MetricsInputError",
-    "ProbeLayout",
-    "probe_layout",
-    "normalize_rows",
-    "similarity",
-    "lrds_sads",
-    "contribution_scores",
-    "zscores",
-    "key_regions",
     "MetricsResult",
-    "metrics_from_arrays",
+    "ProbeLayout",
     "compute_metrics",
+    "contribution_scores",
+    "key_regions",
+    "lrds_sads",
+    "metrics_from_arrays",
+    "normalize_rows",
+    "probe_layout",
+    "similarity",
     "write_outputs",
+    "zscores",
 ]
 
 KEY_COLUMNS = ("language", "layer", "neuron", "z")
@@ -60,7 +60,7 @@ class MetricsInputError(ValueError):
 
 @dataclass(frozen=True)
 class ProbeLayout:
-    """Rows in language blocks, the same item order inside every block (SPEC §3)."""
+    """Rows in language blocks, the same item order inside every block (docs/method.md §3)."""
 
     languages: tuple[str, ...]  # block order
     items: tuple[str, ...]  # item order inside every block
@@ -167,7 +167,7 @@ def _language_groups(languages: Sequence[str]) -> list[tuple[str, slice | np.nda
 
 
 def contribution_scores(a: np.ndarray, languages: Sequence[str]) -> np.ndarray:
-    """S̄_l(k) = Σ_{i<j in l} a_k(s_i) a_k(s_j), in closed form (Eq. 11, SPEC §4).
+    """S̄_l(k) = Σ_{i<j in l} a_k(s_i) a_k(s_j), in closed form (Eq. 11, docs/method.md §4).
 
     ((Σ_i a_k)² − Σ_i a_k²) / 2 is O(n·K) instead of the reference's O(n²·K) pair
     loop.  ``a`` must already be normalised (globally, for the paper's scores).
@@ -351,7 +351,7 @@ def metrics_from_arrays(
     offsets = np.concatenate([[0], np.cumsum(widths)])
     key_layer = np.searchsorted(offsets, key_k, side="right") - 1
     is_key = z > z_threshold
-    bounds = list(zip(offsets[:-1], offsets[1:]))
+    bounds = list(pairwise(offsets))
     return MetricsResult(
         layout=layout,
         layer_names=names,

@@ -99,7 +99,9 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
     source = getattr(model, "lingua_franca_source", {})
     config = getattr(model, "config", None)
     return {
-        "model": source.get("model", getattr(config, "_name_or_path", None) or type(model).__name__),
+        "model": source.get(
+            "model", getattr(config, "_name_or_path", None) or type(model).__name__
+        ),
         "revision": source.get("revision"),
         "commit": getattr(config, "_commit_hash", None),
         "model_type": getattr(config, "model_type", None),

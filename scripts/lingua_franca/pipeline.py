@@ -21,7 +21,12 @@ def load_checkpoint(settings: dict[str, Any], device: str):
     """(model, tokenizer) of one model × checkpoint: Hub revision or local folder."""
     from lingua_franca.models import load_model
 
-    log.info("loading %s (revision %s, %s)", settings["location"], settings["revision"], settings["dtype"])
+    log.info(
+        "loading %s (revision %s, %s)",
+        settings["location"],
+        settings["revision"],
+        settings["dtype"],
+    )
     model, tokenizer = load_model(
         settings["location"],
         revision=settings["revision"],
@@ -73,7 +78,9 @@ def extract(
     )
 
 
-def metrics(store_path: str | Path, outdir: str | Path, *, z_threshold: float, block_width: int) -> None:
+def metrics(
+    store_path: str | Path, outdir: str | Path, *, z_threshold: float, block_width: int
+) -> None:
     """activations.zarr → metrics.json, key_neurons.parquet, similarity map, figures."""
     from lingua_franca.metrics import compute_metrics, write_outputs
     from lingua_franca.store import ActivationStore
@@ -83,7 +90,13 @@ def metrics(store_path: str | Path, outdir: str | Path, *, z_threshold: float, b
     source = store.attrs.get("source", {})
     provenance = {
         key: store.attrs.get(key)
-        for key in ("weights_fingerprint", "n_parameters", "dtype", "config_hash", "package_versions")
+        for key in (
+            "weights_fingerprint",
+            "n_parameters",
+            "dtype",
+            "config_hash",
+            "package_versions",
+        )
     }
     title = f"{source.get('model', '?')} @ {source.get('checkpoint', '?')}"
     write_outputs(result, outdir, title=title, extra={"source": source, "provenance": provenance})
@@ -109,7 +122,13 @@ def evaluate(
     model, tokenizer = load_checkpoint(settings, device)
     with tempfile.TemporaryDirectory(prefix="lf-lm-eval-") as workdir:
         result = evaluate_xstorycloze(
-            model, tokenizer, data["stories"], data["missing"], workdir, batch_size=batch_size, limit=limit
+            model,
+            tokenizer,
+            data["stories"],
+            data["missing"],
+            workdir,
+            batch_size=batch_size,
+            limit=limit,
         )
     write_results({**result, **_provenance(settings)}, out)
 

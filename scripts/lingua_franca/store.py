@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import zarr
@@ -81,7 +81,7 @@ class StoreWriter:
         self._buffer: list[list[np.ndarray]] = []
         self._buffered = 0
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> Self:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,8 +34,12 @@ from lingua_franca.logs import get_logger
 log = get_logger(__name__)
 
 
-
-SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+SPECIAL_TOKENS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+}
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -74,7 +79,10 @@ def write_training_split(
     Path(valid_out).write_text("\n".join(valid) + "\n", encoding="utf-8")
     log.info(
         "%d training items, %d validation items, %d languages, %d training characters",
-        len(items) - n_valid, n_valid, len(languages), sum(map(len, train)),
+        len(items) - n_valid,
+        n_valid,
+        len(languages),
+        sum(map(len, train)),
     )
     return len(train), len(valid)
 
@@ -109,7 +117,9 @@ def build_model(spec: dict[str, Any], vocab_size: int, special: dict[str, int]) 
     hidden, layers, heads = spec["hidden_size"], spec["num_layers"], spec["num_heads"]
     if spec["architecture"] == "bloom":
         if spec.get("intermediate_size") not in (None, 4 * hidden):
-            raise ValueError("BLOOM's MLP width is fixed at 4 × hidden_size; leave intermediate_size unset")
+            raise ValueError(
+                "BLOOM's MLP width is fixed at 4 × hidden_size; leave intermediate_size unset"
+            )
         config = BloomConfig(
             vocab_size=vocab_size, hidden_size=hidden, n_layer=layers, n_head=heads, **special
         )
@@ -195,7 +205,10 @@ def train_toy_model(
     valid = _windows(token_stream(valid_texts, tokenizer), seqlen)
     generator = torch.Generator().manual_seed(spec["seed"])
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=spec["learning_rate"], weight_decay=spec["weight_decay"], betas=(0.9, 0.95)
+        model.parameters(),
+        lr=spec["learning_rate"],
+        weight_decay=spec["weight_decay"],
+        betas=(0.9, 0.95),
     )
     steps, warmup = spec["steps"], spec["warmup_steps"]
 
@@ -209,14 +222,20 @@ def train_toy_model(
     save_steps = sorted(s for s in spec["save_steps"] if s <= steps)
     if len(save_steps) != len(spec["save_steps"]):
         raise ValueError(f"save_steps {spec['save_steps']} go beyond steps={steps}")
-    history: dict[str, Any] = {"n_parameters": model.num_parameters(), "train_tokens": train.numel(),
-                               "checkpoints": [], "train_loss": []}
+    history: dict[str, Any] = {
+        "n_parameters": model.num_parameters(),
+        "train_tokens": train.numel(),
+        "checkpoints": [],
+        "train_loss": [],
+    }
 
     def save(step: int) -> None:
         folder = out_dir / f"step-{step}"
         save_checkpoint(model, tokenizer, folder)
         valid_loss = evaluate_loss(model, valid)
-        history["checkpoints"].append({"step": step, "folder": folder.name, "valid_loss": valid_loss})
+        history["checkpoints"].append(
+            {"step": step, "folder": folder.name, "valid_loss": valid_loss}
+        )
         log(f"step {step}: saved {folder} (validation loss {valid_loss:.3f})")
 
     model.train()
@@ -227,7 +246,9 @@ def train_toy_model(
         index = torch.randint(len(train), (batch_size,), generator=generator)
         batch = train[index]
         logits = model(input_ids=batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1)
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -8,7 +8,7 @@ longer run; its Hub parquet conversion is read instead, through
 copy of that branch has the same layout; the original release's JSON lines
 (``<config>_val.jsonl``, fields id, url, title, summary, text) load the same way
 with a ``pattern`` option. The evaluation text is the field ``text`` of the first
-``max_articles`` articles, joined with a blank line (SPEC §5).
+``max_articles`` articles, joined with a blank line (docs/method.md §5).
 """
 
 from __future__ import annotations

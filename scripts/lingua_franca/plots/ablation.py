@@ -43,14 +43,17 @@ def plot_ppl_increase(
     rows, cols = [str(r) for r in increase.index], [str(c) for c in increase.columns]
     finite = values[np.isfinite(values)]
     largest = float(np.abs(finite).max()) if finite.size else 0.0
-    exponent = max(2, math.ceil(math.log10(max(largest, 1.0))))  # scale ends at a power of ten ≥ 100 %
+    exponent = max(
+        2, math.ceil(math.log10(max(largest, 1.0)))
+    )  # scale ends at a power of ten ≥ 100 %
     vmax = 10.0**exponent
     cmap = colormaps["RdBu_r"].with_extremes(bad="lightgrey")
     fig = new_figure(max(5.0, 0.9 * len(cols) + 2.5), max(3.0, 0.5 * len(rows) + 2.2))
     ax = fig.add_subplot()
     norm = SymLogNorm(linthresh=10, vmin=-vmax, vmax=vmax, base=10)
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto",
-                      interpolation="nearest")  # fmt: skip
+    image = ax.imshow(
+        np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest"
+    )
     for i, row in enumerate(rows):
         for j, col in enumerate(cols):
             v = values[i, j]
@@ -59,16 +62,31 @@ def plot_ppl_increase(
                 if col == "random" and random_sd is not None and np.isfinite(random_sd.iloc[i]):
                     text += f"\n±{_percent(float(random_sd.iloc[i]))}"
                 light = abs(image.norm(v) - 0.5) > 0.35
-                ax.text(j, i, text, ha="center", va="center", fontsize="x-small",
-                        color="white" if light else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize="x-small",
+                    color="white" if light else "black",
+                )
             if row == col:
                 ax.add_patch(
                     Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2)
                 )
     for j, col in enumerate(cols):
         if not np.isfinite(values[:, j]).any():
-            ax.text(j, (len(rows) - 1) / 2, "no key neurons", rotation=90, ha="center", va="center",
-                    fontsize="small", color="dimgrey")  # fmt: skip
+            ax.text(
+                j,
+                (len(rows) - 1) / 2,
+                "no key neurons",
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="dimgrey",
+            )
     labels = []
     for col in cols:
         n, frac = int(conditions.at[col, "neurons"]), float(conditions.at[col, "fraction"])

@@ -1,4 +1,4 @@
-"""Figures across training checkpoints and model scales (paper Fig. 4–7, 10; SPEC §7).
+"""Figures across training checkpoints and model scales (paper Fig. 4–7, 10; docs/method.md §7).
 
 As in :mod:`lingua_franca.plots`: tables in (the tables of
 :mod:`lingua_franca.aggregate`, i.e. the columns of ``results/summary/*.csv``),
@@ -34,20 +34,23 @@ def _values(series: pd.Series) -> np.ndarray:
 
 
 def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey",
-            wrap=True)
+    ax.text(
+        0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey", wrap=True
+    )
 
 
 def _footer(fig, notes: list[str]) -> None:
     if notes:
-        fig.text(0.5, -0.02, "\n".join(notes), ha="center", va="top", fontsize="small",
-                 color="dimgrey")
+        fig.text(
+            0.5, -0.02, "\n".join(notes), ha="center", va="top", fontsize="small", color="dimgrey"
+        )
 
 
 def _checkpoints_in_order(rows: pd.DataFrame) -> list[str]:
     """A model's checkpoints by training step, those without a step last (config order)."""
-    ordered = rows.assign(_s=_values(rows["step"])).sort_values("_s", na_position="last",
-                                                                 kind="stable")
+    ordered = rows.assign(_s=_values(rows["step"])).sort_values(
+        "_s", na_position="last", kind="stable"
+    )
     return list(dict.fromkeys(ordered["checkpoint"]))
 
 
@@ -86,33 +89,49 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
     fig = _figure(12, 4.2)
     left, right = fig.subplots(1, 2)
     left2, right2 = left.twinx(), right.twinx()
-    panels = ((left, "sklr", "C0", "-", "SKLR (key neurons)"),
-              (left2, "lrds", "C1", "--", "LRDS"),
-              (right, "sads", "C2", "-", "SADS"),
-              (right2, "cross_acc_mean", "C3", "--", "cross-lingual accuracy"))
+    panels = (
+        (left, "sklr", "C0", "-", "SKLR (key neurons)"),
+        (left2, "lrds", "C1", "--", "LRDS"),
+        (right, "sads", "C2", "-", "SADS"),
+        (right2, "cross_acc_mean", "C3", "--", "cross-lingual accuracy"),
+    )
     for i, (model, rows) in enumerate(stepped.groupby("model", sort=False)):
         suffix = f" — {model}" if many_models else ""
         for ax, column, colour, style, label in panels:
-            ax.plot(rows["_x"], _values(rows[column]), color=colour, linestyle=style,
-                    marker=MARKERS[i % len(MARKERS)], markersize=4, label=label + suffix)
+            ax.plot(
+                rows["_x"],
+                _values(rows[column]),
+                color=colour,
+                linestyle=style,
+                marker=MARKERS[i % len(MARKERS)],
+                markersize=4,
+                label=label + suffix,
+            )
     for ax, column, colour, style, label in panels:
         ax.set_ylabel(label, color=colour)
         ax.tick_params(axis="y", colors=colour)
-    for ax, twin, title in ((left, left2, "linguistic regions"),
-                            (right, right2, "semantic alignment")):
+    for ax, twin, title in (
+        (left, left2, "linguistic regions"),
+        (right, right2, "semantic alignment"),
+    ):
         ax.set_xlabel("training step")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         _legend(ax, twin, loc="best")
         if stepped.empty:
             _note(ax, "no checkpoint has a training step")
-    status = ("evolution over training" if several
-              else "one checkpoint per model: no evolution to show")
+    status = (
+        "evolution over training" if several else "one checkpoint per model: no evolution to show"
+    )
     fig.suptitle(f"{family}: {status}" if family else status)
     unplaced = metrics[metrics["step"].isna()]
     notes = [f"no training step, not shown: {_names(unplaced)}"] if len(unplaced) else []
-    notes += [f"same weights: {m}/{c} = {d}" for m, c, d in metrics.dropna(subset=["duplicate_of"])
-              [["model", "checkpoint", "duplicate_of"]].itertuples(index=False)]
+    notes += [
+        f"same weights: {m}/{c} = {d}"
+        for m, c, d in metrics.dropna(subset=["duplicate_of"])[
+            ["model", "checkpoint", "duplicate_of"]
+        ].itertuples(index=False)
+    ]
     _footer(fig, notes)
     fig.tight_layout()
     _save(fig, path)
@@ -120,10 +139,12 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
 
 # ---------------------------------------------------------------- Figures 7, 10
 
-SCALE_PANELS = (("lrds", "LRDS (lower: more language-agnostic)"),
-                ("sads", "SADS (higher: more semantic alignment)"),
-                ("sklr_fraction", "SKLR / K (key-neuron fraction)"),
-                ("cross_acc_mean", "XStoryCloze accuracy"))
+SCALE_PANELS = (
+    ("lrds", "LRDS (lower: more language-agnostic)"),
+    ("sads", "SADS (higher: more semantic alignment)"),
+    ("sklr_fraction", "SKLR / K (key-neuron fraction)"),
+    ("cross_acc_mean", "XStoryCloze accuracy"),
+)
 
 
 def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") -> None:
@@ -140,13 +161,24 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
         y = _values(rows[column])
         ax.plot(rows["_x"], y, marker="o", label="cross-lingual")
         if column == "cross_acc_mean":
-            ax.plot(rows["_x"], _values(rows["mono_acc_mean"]), marker="s", linestyle="--",
-                    color="grey", label="monolingual")
+            ax.plot(
+                rows["_x"],
+                _values(rows["mono_acc_mean"]),
+                marker="s",
+                linestyle="--",
+                color="grey",
+                label="monolingual",
+            )
             ax.legend(fontsize="small")
         for x, value, model in zip(rows["_x"], y, rows["model"]):
             if np.isfinite(value):
-                ax.annotate(str(model), (x, value), xytext=(3, 3), textcoords="offset points",
-                            fontsize="x-small")
+                ax.annotate(
+                    str(model),
+                    (x, value),
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                    fontsize="x-small",
+                )
         if len(rows):
             ax.set_xscale("log")
         if not np.isfinite(y).any():
@@ -155,8 +187,11 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
         ax.set_title(label, fontsize="medium")
         ax.grid(alpha=0.3)
     n = last["model"].nunique()
-    status = ("across model scales (last checkpoint of each model)" if n > 1
-              else "one model only: no scale trend to show")
+    status = (
+        "across model scales (last checkpoint of each model)"
+        if n > 1
+        else "one model only: no scale trend to show"
+    )
     fig.suptitle(f"{family}: {status}" if family else status)
     notes = [f"points: {_names(rows)}"] if len(rows) else []
     missing = last[last["parameters"].isna()]
@@ -178,8 +213,14 @@ def plot_key_layers(per_layer: pd.DataFrame, path: str | os.PathLike, model: str
     ax = fig.add_subplot()
     for colour, checkpoint in zip(_progress_colours(len(checkpoints)), checkpoints):
         rows = per_layer[per_layer["checkpoint"] == checkpoint].sort_values("layer")
-        ax.plot(_values(rows["layer"]), _values(rows["key_neurons"]), marker="o", markersize=3,
-                color=colour, label=str(checkpoint))
+        ax.plot(
+            _values(rows["layer"]),
+            _values(rows["key_neurons"]),
+            marker="o",
+            markersize=3,
+            color=colour,
+            label=str(checkpoint),
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("key neurons (all languages)")
@@ -209,10 +250,14 @@ def plot_key_languages(
     fig = _figure(max(6.0, 0.25 * len(languages) * max(len(checkpoints), 2) + 3), 4)
     ax = fig.add_subplot()
     for i, (colour, checkpoint) in enumerate(zip(_progress_colours(len(checkpoints)), checkpoints)):
-        counts = (per_language[per_language["checkpoint"] == checkpoint]
-                  .set_index("language")["key_neurons"].reindex(languages))
-        ax.bar(x - 0.4 + width * (i + 0.5), _values(counts), width, color=colour,
-               label=str(checkpoint))
+        counts = (
+            per_language[per_language["checkpoint"] == checkpoint]
+            .set_index("language")["key_neurons"]
+            .reindex(languages)
+        )
+        ax.bar(
+            x - 0.4 + width * (i + 0.5), _values(counts), width, color=colour, label=str(checkpoint)
+        )
     ax.set_xticks(x, languages)
     ax.set_xlabel("language")
     ax.set_ylabel("key neurons")
