@@ -31,7 +31,7 @@ def test_demo_config_loads_with_defaults():
     assert model.trust_remote_code is False
     assert model.dtype == "float32"
     ckpt = cfg.checkpoint("toy-bloom-s", "step-300")
-    assert ckpt.step == 300 and ckpt.is_local
+    assert ckpt.step == 300 and ckpt.revision is None
     assert ckpt.location == "results/toy/toy-bloom-s/step-300"
     assert {m.family for m in cfg.models.values()} == {"toy-bloom", "toy-llama"}
 
@@ -127,6 +127,6 @@ def test_hub_model_defaults():
     main = cfg.checkpoint("bloom-560m", "main")
     assert (main.revision, main.location, main.step) == ("main", "bigscience/bloom-560m", None)
     ckpt = cfg.checkpoint("bloom-7b1", "gs1000")
-    assert (ckpt.revision, ckpt.step, ckpt.is_local) == ("global_step1000", 1000, False)
+    assert (ckpt.revision, ckpt.step) == ("global_step1000", 1000)
     assert cfg.models["bloom-7b1"].trust_remote_code is False
     assert cfg.toy is None and cfg.toy_models == []

@@ -16,7 +16,6 @@ from lingua_franca.corpora import (
     load_perplexity_texts,
     load_probe_corpus,
     load_stories,
-    load_training_text,
     make_probe,
     prepare_perplexity_text,
     prepare_probe,
@@ -24,7 +23,6 @@ from lingua_franca.corpora import (
     read_parallel_tsv,
     read_probe,
     sample_items,
-    training_files,
     validate_parallel,
     write_probe,
     xlsum_data_files,
@@ -449,26 +447,6 @@ def test_embedded_readers(demo_dir):
     assert "lang" not in stories["zh"][0]
 
 
-def test_training_text_reads_parts_in_numeric_order(demo_dir):
-    files = training_files({"dir": str(demo_dir)})
-    assert [f.name for f in files] == ["train_part1.tsv", "train_part2.tsv", "train_part10.tsv"]
-    text = load_training_text(files)
-    assert text.split("\n\n")[:4] == [
-        "en text of t1",
-        "zh text of t1",
-        "fr text of t1",
-        "en text of t2",
-    ]
-
-
-def test_training_text_is_checked(tmp_path):
-    path = write_tsv(tmp_path / "train_part1.tsv", [("t1", "en", "ok"), ("t1", "fr", " ")])
-    with pytest.raises(
-        CorpusError, match=r"(?s)train_part1\.tsv.*item 't1', language 'fr': empty text"
-    ):
-        load_training_text([path])
-
-
 def test_embedded_stories_errors(demo_dir):
     bad = {"story_id": "s9", "lang": "en", **STORY, "sentence_quiz2": ""}
     with open(demo_dir / "stories.jsonl", "a", encoding="utf-8") as out:
@@ -494,7 +472,6 @@ def test_embedded_demo_data_validates_for_the_paper_languages():
     stories, missing = load_stories("embedded", options, PAPER_LANGUAGES)
     assert missing == ["fr", "pt", "vi"]
     assert sorted(stories) == sorted(["en", "zh", "es", "ar", "hi", "id"])
-    assert load_training_text(training_files(options)).strip()
 
 
 # ---------------------------------------------------------------- sampling and the probe file

@@ -22,19 +22,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .architectures import NeuronReader, find_neurons
+from .corpora.probe import PROBE_COLUMNS
 from .models import provenance_attrs
 from .store import StoreWriter
-
-PROBE_COLUMNS = ("row", "lang", "item", "text")
 
 
 class NonFiniteActivationError(FloatingPointError):
     """A layer produced NaN or inf for a sample: the run stops rather than store it."""
-
-
-def activations_path(results: str | os.PathLike, model: str, checkpoint: str) -> Path:
-    """``results/{model}/{checkpoint}/activations.zarr``."""
-    return Path(results) / model / checkpoint / "activations.zarr"
 
 
 def tokenize(tokenizer, texts: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:

@@ -284,11 +284,6 @@ def collect_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, pd.DataFra
     return tables
 
 
-def collect(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per model × checkpoint: the ``metrics.csv`` table."""
-    return collect_tables(records)["metrics"]
-
-
 def last_checkpoints(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per model for the scale figures: its checkpoint with the largest
     training step; with no step known, its last checkpoint in config order (a

@@ -38,10 +38,6 @@ class Checkpoint:
     step: int | None
     location: str  # what from_pretrained gets: a Hub id or a local folder
 
-    @property
-    def is_local(self) -> bool:
-        return self.revision is None
-
 
 @dataclass(frozen=True)
 class Model:
@@ -67,7 +63,6 @@ class Config:
     toy: dict[str, Any] | None
     models: dict[str, Model]
     analysis: dict[str, Any]
-    raw: dict[str, Any]  # the validated config with defaults filled, for provenance
 
     def checkpoint(self, model: str, checkpoint: str) -> Checkpoint:
         return self.models[model].checkpoints[checkpoint]
@@ -242,7 +237,6 @@ def normalise(config: dict[str, Any]) -> Config:
         toy=config.get("toy"),
         models=models,
         analysis=config["analysis"],
-        raw=config,
     )
 
 

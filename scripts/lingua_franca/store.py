@@ -163,10 +163,6 @@ class ActivationStore:
     def n_neurons(self) -> int:
         return sum(self.widths)
 
-    def read_layer(self, layer: int | str, dtype: str = "float64") -> np.ndarray:
-        name = layer if isinstance(layer, str) else self.layers[layer]
-        return np.asarray(self.group[name][:], dtype=dtype)
-
     def iter_blocks(
         self, block_width: int = COL_CHUNK, dtype: str = "float64"
     ) -> Iterator[tuple[int, int, np.ndarray]]:

@@ -62,7 +62,6 @@ from pathlib import Path
 import pandas as pd
 
 from lingua_franca.corpora import bible, embedded, flores, perplexity, stories
-from lingua_franca.corpora.embedded import load_training_text, training_files
 from lingua_franca.corpora.parallel import (
     CorpusError,
     order_parallel,
@@ -79,7 +78,6 @@ __all__ = [
     "load_perplexity_texts",
     "load_probe_corpus",
     "load_stories",
-    "load_training_text",
     "make_probe",
     "prepare_perplexity_text",
     "prepare_probe",
@@ -88,7 +86,6 @@ __all__ = [
     "read_probe",
     "sample_items",
     "source_files",
-    "training_files",
     "validate_parallel",
     "write_probe",
     "xlsum_data_files",

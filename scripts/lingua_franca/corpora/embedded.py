@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -47,28 +46,6 @@ def read_heldout_texts(options: dict, languages: list[str]) -> dict[str, str]:
     df = read_parallel_tsv(path)
     validate_parallel(df, languages, str(path))
     return {lang: TEXT_SEPARATOR.join(df.loc[df["lang"] == lang, "text"]) for lang in languages}
-
-
-def training_files(options: dict) -> list[Path]:
-    """The demo's training TSVs, train_part1, train_part2, ..., train_part10 in
-    numeric order."""
-
-    def natural(path: Path) -> list:
-        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-    return sorted(embedded_dir(options).glob("train_part*.tsv"), key=natural)
-
-
-def load_training_text(paths: list[str | Path]) -> str:
-    """Every text of the training TSVs, file after file and line after line, joined
-    with a blank line. Training text need not be parallel; each file is checked for
-    known languages, non-empty texts and unique (id, lang)."""
-    texts = []
-    for path in paths:
-        df = read_parallel_tsv(path)
-        validate_parallel(df, None, str(path), require_parallel=False)
-        texts += df["text"].tolist()
-    return TEXT_SEPARATOR.join(texts)
 
 
 def read_stories(options: dict, languages: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
