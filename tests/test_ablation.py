@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import CORPUS, HAND, all_hooks, tiny_model, tiny_tokenizer
 from lingua_franca import ablation
 from lingua_franca.ablation import (
     diagonal_summary,
@@ -21,7 +22,6 @@ from lingua_franca.ablation import (
 from lingua_franca.activations import tokenize
 from lingua_franca.architectures import decoder_layers, zero_neurons
 from lingua_franca.plots import plot_ppl_increase
-from test_architectures import CORPUS, HAND, all_hooks, tiny_model, tiny_tokenizer
 
 LANGS = ["en", "de", "fr"]
 TEXTS = {

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
 from lingua_franca.activations import (
     NonFiniteActivationError,
     extract_to_store,
@@ -12,7 +13,6 @@ from lingua_franca.activations import (
 )
 from lingua_franca.models import load_model, weights_fingerprint
 from lingua_franca.store import ActivationStore
-from test_architectures import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
 
 TEXTS = ["the cat", CORPUS[4], "le chat dort", CORPUS[1], "a", CORPUS[0], "el perro come en la"]
 
