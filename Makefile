@@ -37,6 +37,7 @@ bench: venv
 
 lint: venv
 	$(OFFLINE) $(BIN)/snakemake --lint
+	$(OFFLINE) $(BIN)/snakemake --lint --configfile tests/tiny_config.yaml
 	$(BIN)/snakefmt --check Snakefile rules/
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

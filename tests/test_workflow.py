@@ -31,8 +31,11 @@ def test_dry_run_plans_the_toy_models():
     assert jobs["train_tokenizer"] == 1
 
 
-def test_lint_is_clean():
-    result = snakemake("--lint")
+@pytest.mark.parametrize(
+    "args", [(), ("--configfile", "tests/tiny_config.yaml")], ids=["demo", "tiny"]
+)
+def test_lint_is_clean(args):
+    result = snakemake("--lint", *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 

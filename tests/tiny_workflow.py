@@ -1,10 +1,10 @@
 """A tiny, fast copy of the workflow: the repository's Snakefile, rules, scripts,
 resources, envs and profiles in another folder, with a config of a few languages,
-one toy model of a few training steps and a few probe items. The real SLURM run
-(tests/test_slurm.py), the incremental-rerun tests (tests/test_incremental.py) and
-the report test (tests/test_report.py) run it; the tiny config is the copy's
-workflow_config.yaml, so that a plain `snakemake` (or `snakemake --profile slurm`)
-in the copy runs it.
+one toy model of a few training steps and a few probe items (tests/tiny_config.yaml).
+The real SLURM run (tests/test_slurm.py), the incremental-rerun tests
+(tests/test_incremental.py) and the report test (tests/test_report.py) run it; the tiny
+config is the copy's workflow_config.yaml, so that a plain `snakemake` (or
+`snakemake --profile slurm`) in the copy runs it.
 
     .venv/bin/python tests/tiny_workflow.py DEST    # make a copy by hand
 
@@ -13,7 +13,6 @@ Also parses Snakemake's job listings (dry runs and real runs alike).
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shutil
@@ -28,61 +27,12 @@ COPIED = ["Snakefile", "rules", "scripts", "resources", "envs", "profiles"]
 LINKS = ["slurm"]  # the repository-root link that makes `--profile slurm` work
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake", "results", "logs")
 
-TOY = {
-    "architecture": "bloom",
-    "hidden_size": 16,
-    "num_layers": 1,
-    "num_heads": 2,
-    "steps": 6,
-    "save_steps": [0, 3, 6],
-    "batch_size": 4,
-    "seqlen": 32,
-    "warmup_steps": 1,
-}
-
-TINY_CONFIG = {
-    "languages": ["en", "es", "zh"],
-    "data": {
-        "probe": {
-            "source": "embedded",
-            "options": {"dir": "resources/corpus"},
-            "n_items": 4,
-            "sampling": "first",
-        },
-        "perplexity": {"source": "embedded", "options": {"dir": "resources/corpus"}},
-        "xstorycloze": {
-            "source": "embedded",
-            "options": {"dir": "resources/corpus"},
-            "limit": 2,
-        },
-    },
-    "toy": {
-        "training_text": ["resources/corpus/train_part1.tsv"],
-        "tokenizer": {"vocab_size": 400},
-    },
-    "models": {
-        "toy-bloom": {
-            "family": "toy-bloom",
-            "toy": TOY,
-            "checkpoints": {"step-0": {"folder": "step-0"}, "step-6": {"folder": "step-6"}},
-        },
-    },
-    "analysis": {
-        "seed": 0,
-        "random_baseline_seeds": [0],
-        "batch_size": 4,
-        "eval_batch_size": 4,
-        "seqlen": 32,
-        "device": "cpu",
-        "block_width": 64,
-        "generation": {"max_new_tokens": 4, "prompts_per_language": 1},
-    },
-}
+TINY_CONFIG = Path(__file__).resolve().parent / "tiny_config.yaml"
 
 
 def tiny_config() -> dict:
-    """A fresh copy of the tiny config (callers change it freely)."""
-    return copy.deepcopy(TINY_CONFIG)
+    """A fresh copy of the tiny config, tests/tiny_config.yaml (callers change it freely)."""
+    return yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
 
 
 def copy_workflow(dest: Path, config: dict | None = None) -> Path:
