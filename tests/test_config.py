@@ -130,3 +130,87 @@ def test_hub_model_defaults():
     assert (ckpt.revision, ckpt.step) == ("global_step1000", 1000)
     assert cfg.models["bloom-7b1"].trust_remote_code is False
     assert cfg.toy is None and cfg.toy_models == []
+
+
+def test_reserved_model_names_get_a_plain_message(demo):
+    for name in ("summary", "toy"):
+        config = copy.deepcopy(demo)
+        config["models"][name] = copy.deepcopy(demo["models"]["toy-bloom-s"])
+        message = fails(config, f"models: {name!r} is a reserved name", "rename the model")
+        assert "should not be valid under" not in message and "enum" not in message
+    demo["models"]["a b"] = copy.deepcopy(demo["models"]["toy-bloom-s"])
+    fails(demo, "models: 'a b' does not match")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_devices(demo, device):
+    demo["analysis"]["device"] = device
+    assert load_config(demo).analysis["device"] == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "CUDA", "cuda 1", "tpu"])
+def test_an_unknown_device_is_refused(demo, device):
+    demo["analysis"]["device"] = device
+    fails(demo, f"analysis.device: {device!r} is not a device; use cpu, cuda, cuda:N or mps")
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("analysis", "z_threshold", 0),
+        ("analysis", "z_threshold", -1),
+        ("analysis", "seed", -1),
+        ("analysis", "random_baseline_seeds", [0, 0]),
+        ("analysis", "random_baseline_seeds", [-3]),
+        ("toy-bloom-s", "learning_rate", 2.0),
+        ("toy-bloom-s", "weight_decay", 1.5),
+        ("toy-bloom-s", "seed", -1),
+    ],
+)
+def test_numbers_out_of_range_are_refused(demo, section, key, value):
+    target = demo["analysis"] if section == "analysis" else demo["models"][section]["toy"]
+    target[key] = value
+    path = f"analysis.{key}" if section == "analysis" else f"models.{section}.toy.{key}"
+    fails(demo, path)
+
+
+@pytest.mark.parametrize(
+    "kind, source, required",
+    [
+        ("probe", "tsv", "path"),
+        ("probe", "bible_ces", "dir"),
+        ("probe", "bible_opus", "dir"),
+        ("probe", "flores", "dir"),
+        ("perplexity", "text_files", "dir"),
+    ],
+)
+def test_each_source_names_its_required_option(demo, kind, source, required):
+    demo["data"][kind] = {"source": source}
+    fails(demo, f"missing required entry data.{kind}.options.{required}")
+    demo["data"][kind]["options"] = {required: "somewhere"}
+    load_config(demo)
+
+
+def test_an_unknown_source_option_is_refused(demo):
+    demo["data"]["probe"]["options"] = {"dri": "resources/corpus"}
+    fails(demo, "unknown key data.probe.options.dri (allowed here: dir)")
+    demo["data"]["probe"] = {"source": "flores", "options": {"dir": "x", "split": "test"}}
+    fails(demo, "data.probe.options.split: 'test' is not one of ['dev', 'devtest']")
+    demo["data"]["probe"] = {"source": "bible_ces", "options": {"dir": "x", "files": {"zh": 1}}}
+    fails(demo, "data.probe.options.files.zh")
+
+
+def test_a_missing_source_is_named_once(demo):
+    del demo["data"]["probe"]["source"]
+    message = fails(demo, "missing required entry data.probe.source")
+    assert "1 problem(s)" in message
+
+
+def test_toy_settings_training_would_refuse(demo):
+    toy = demo["models"]["toy-bloom-s"]["toy"]
+    toy["save_steps"] = [0, 600, 700, 800]
+    fails(demo, "models.toy-bloom-s.toy.save_steps: [700, 800] go beyond steps (600)")
+    toy["save_steps"], toy["num_heads"] = [0, 600], 5
+    fails(demo, "models.toy-bloom-s.toy.num_heads: 5 does not divide hidden_size (64)")
+    toy["num_heads"], toy["intermediate_size"] = 4, 100
+    fails(demo, "models.toy-bloom-s.toy.intermediate_size: BLOOM's MLP width is 4 × hidden_size")

@@ -103,6 +103,37 @@ class Config:
     def toy_models(self) -> list[Model]:
         return [m for m in self.models.values() if m.toy is not None]
 
+    def data_languages(self, kind: str) -> list[str]:
+        """The languages data section ``kind`` (probe, perplexity, xstorycloze) is read for."""
+        return self.languages
+
+    def local_paths(self) -> list[tuple[str, str, str]]:
+        """(config key, path, kind) of every local file or folder the config names,
+        for the planning-time checks (lingua_franca.checks). ``kind`` is ``file``,
+        ``folder`` or ``model`` (a folder holding a Hugging Face ``config.json``).
+        Hub locations and what the workflow makes itself (toy models) are left out;
+        the files a data source reads inside its folder come from
+        ``lingua_franca.corpora.source_files``."""
+        paths = []
+        for name, m in self.models.items():
+            if m.toy is not None:
+                continue
+            if m.path is not None:
+                paths.append((f"models.{name}.path", m.path, "folder"))
+            paths += [
+                (f"models.{name}.checkpoints.{c.name}.folder", c.location, "model")
+                for c in m.checkpoints.values()
+                if c.is_local
+            ]
+        for i, text in enumerate((self.toy or {}).get("training_text", [])):
+            paths.append((f"toy.training_text.{i}", text, "file"))
+        for kind, section in self.data.items():
+            for option, what in (("dir", "folder"), ("path", "file")):
+                value = section["options"].get(option)
+                if isinstance(value, str) and "://" not in value:
+                    paths.append((f"data.{kind}.options.{option}", value, what))
+        return paths
+
 
 def load_schema() -> dict[str, Any]:
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
@@ -147,6 +178,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"missing required entry {_key(path + [name])}"
     if error.validator == "oneOf" and "errorMessage" in error.schema:
         return f"{_key(path)}: {error.schema['errorMessage']}"
+    if "errorMessage" in error.schema:  # a plain sentence instead of the schema's text
+        return f"{_key(path)}: {error.instance!r} {error.schema['errorMessage']}"
     if error.validator == "propertyNames":
         return f"{_key(path)}: invalid name {error.instance!r} ({error.message})"
     return f"{_key(path)}: {error.message}"
@@ -166,8 +199,30 @@ def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> di
     return config
 
 
+def _check_toy(name: str, toy: dict[str, Any]) -> None:
+    """What the schema cannot say about a toy model, and training would find out
+    only after minutes."""
+    key = f"models.{name}.toy"
+    late = sorted(s for s in toy["save_steps"] if s > toy["steps"])
+    if late:
+        raise ConfigError(f"{key}.save_steps: {late} go beyond steps ({toy['steps']})")
+    if toy["hidden_size"] % toy["num_heads"]:
+        raise ConfigError(
+            f"{key}.num_heads: {toy['num_heads']} does not divide hidden_size ({toy['hidden_size']})"
+        )
+    if toy["architecture"] == "bloom" and toy["intermediate_size"] not in (
+        None,
+        4 * toy["hidden_size"],
+    ):
+        raise ConfigError(
+            f"{key}.intermediate_size: BLOOM's MLP width is 4 × hidden_size; leave it unset"
+        )
+
+
 def _checkpoints(name: str, entry: dict[str, Any], model_root: str | None) -> dict[str, Checkpoint]:
     toy = entry.get("toy")
+    if toy:
+        _check_toy(name, toy)
     ckpts = entry.get("checkpoints")
     if ckpts is None:  # defaults: every saved toy step, the Hub's main, the folder itself
         if toy:
