@@ -6,6 +6,9 @@
 # The Snakefile only validates the config and includes the rule files; each rule
 # file holds one topic, rules/common.smk the config and the input functions.
 
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -17,6 +20,13 @@ report: "resources/report/workflow.rst"
 # The demo config, unless the command line gives a whole config of its own (a
 # --configfile is then not merged into the demo's models and languages).
 if not config:
+    root = Path(workflow.basedir).resolve()
+    if Path.cwd() != root and not Path("workflow_config.yaml").exists():
+        raise WorkflowError(
+            f"no workflow_config.yaml in the working directory, {Path.cwd()}: run snakemake"
+            f" from the repository root, {root} (results/ and the config's relative paths"
+            " are read from the working directory)"
+        )
 
     configfile: "workflow_config.yaml"
 

@@ -7,8 +7,9 @@ many Hub-style models × checkpoints × languages.
 The config (hub_id + revisions, parameter counts, the paper's 9 languages and data
 sources) is written to a temporary folder; nothing is fetched: a dry run only
 plans. Each run is a fresh `python -m snakemake --snakefile Snakefile -n
---configfile CONFIG` in an empty working directory (only the empty probe corpus
-folder the config names) with HF_HUB_OFFLINE=1, timed from start to exit
+--configfile CONFIG` in an empty working directory (only a small probe corpus in the
+OPUS layout, which the planning checks read once and then count from their cache)
+with HF_HUB_OFFLINE=1, timed from start to exit
 (interpreter start, config validation, DAG of every job, the plan printed). Also timed once with
 `--quiet` (no job listing), and the bare `snakemake --version` start-up. Prints
 one JSON object with the median and every run's seconds, and the planned job counts.
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -61,6 +63,26 @@ def sweep_config(n_models: int, n_checkpoints: int, languages: list[str]) -> dic
         "models": models,
         "analysis": {"device": "cuda", "seed": 0},
     }
+
+
+def write_opus_corpus(folder: Path, languages: list[str], n_verses: int) -> None:
+    """Made-up verses as OPUS bible-uedin serves them: ``<pair>.txt.zip`` per
+    English-paired pair, with the two text files and the .ids."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from lingua_franca.languages import get_language
+
+    folder.mkdir(parents=True)
+    verses = [f"b.GEN.{1 + v // 30}.{1 + v % 30}" for v in range(n_verses)]
+    for lang in [code for code in languages if code != "en"]:
+        pair = "-".join(sorted(["en", get_language(lang).bible]))
+        sides = pair.split("-")
+        docs = "\t".join(f"{side}/{side}.xml.gz" for side in sides)
+        with zipfile.ZipFile(folder / f"{pair}.txt.zip", "w") as zipped:
+            for side in sides:
+                zipped.writestr(f"bible-uedin.{pair}.{side}", "".join(f"{v}\n" for v in verses))
+            zipped.writestr(
+                f"bible-uedin.{pair}.ids", "".join(f"{docs}\t{v}\t{v}\n" for v in verses)
+            )
 
 
 def timed(cmd: list[str], env: dict, workdir: Path) -> tuple[float, str]:
@@ -102,7 +124,7 @@ def main() -> None:
         workdir = Path(tmp)  # empty: no earlier results hide jobs
         plan = [*snakemake, "--snakefile", str(ROOT / "Snakefile"), "-n"]
         config = workdir / "sweep.yaml"
-        (workdir / "data" / "bible-uedin").mkdir(parents=True)  # the probe corpus folder
+        write_opus_corpus(workdir / "data" / "bible-uedin", LANGUAGES[: args.languages], 120)
         config.write_text(
             yaml.safe_dump(
                 sweep_config(args.models, args.checkpoints, LANGUAGES[: args.languages]),

@@ -12,15 +12,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from snakemake.exceptions import WorkflowError
 from snakemake.io import report as flag_for_report
+from snakemake.logging import logger
 
+from lingua_franca.checks import preflight
 from lingua_franca.config import ConfigError, load_config
 from lingua_franca.corpora import source_files
 from lingua_franca.aggregate import checkpoint_records, config_grid, summary_files
 
+# a config error stops the run here, before any job is planned: nothing is deleted
 try:
     CFG = load_config(config)
+    NOTES = preflight(
+        CFG,
+        root=workflow.basedir,
+        count_items=workflow.is_main_process,  # a cluster job's plan was checked
+        cache_dir=".snakemake/lingua_franca",
+    )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+for note in NOTES if workflow.is_main_process else []:
+    logger.warning(f"Note: {note}")
 
 if not CFG.uses_hub:  # the demo: nothing to fetch, so nothing may try
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,11 +111,18 @@ def model_runtime(wildcards, attempt):
     return int((30 + 10 * _parameters(wildcards) / 1e9) * attempt)
 
 
-def local_source_files(kind):
-    """The local files a data source reads, as inputs: editing the corpus reruns
-    what reads it (Hub sources have none)."""
+def local_source_files(kind, languages=None):
+    """The local files a data source reads (for ``languages``, default all), as
+    inputs: editing one reruns what reads it (Hub sources have none)."""
     section = CFG.data[kind]
-    return [str(p) for p in source_files(kind, section["source"], section["options"])]
+    languages = languages or CFG.data_languages(kind)
+    files = source_files(kind, section["source"], section["options"], languages)
+    return [str(p) for p in files]
+
+
+def perplexity_text_files(wildcards):
+    """The files one language's perplexity text is read from."""
+    return local_source_files("perplexity", [wildcards.lang])
 
 
 REPORT = Path(workflow.basedir) / "resources" / "report"

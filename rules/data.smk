@@ -26,7 +26,7 @@ rule prepare_probe:
 
 rule prepare_perplexity_text:
     input:
-        local_source_files("perplexity"),
+        perplexity_text_files,
     output:
         "results/data/perplexity/{lang}.txt",
     log:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "resources" / "experiments").glob("*.yaml"))
 NAMES = [p.stem for p in EXPERIMENTS]
 
-from tiny_workflow import job_counts, parse_jobs
+from tiny_workflow import job_counts, parse_jobs, write_opus_corpus
 
 # docs/method.md §8: exact parameter counts (layers × width = K in the comments of the configs)
 PARAMETERS = {
@@ -98,11 +98,12 @@ def test_the_checkpoint_experiments_name_the_published_branches():
 def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
     """`snakemake -n --configfile resources/experiments/X.yaml` from the repository
     root, in an empty working directory (results of earlier runs would hide jobs)
-    holding only the (empty) probe corpus folder: nothing is read, nothing fetched."""
+    holding only a small probe corpus in the OPUS layout: nothing is fetched."""
     cfg = load_config_file(path)
     grid = {(c.model, c.name) for c in cfg.grid()}
-    # the probe corpus folder the user downloads (relative: to the working directory)
-    (tmp_path / cfg.data["probe"]["options"]["dir"]).mkdir(parents=True)
+    # the probe corpus the user downloads (relative: to the working directory); the
+    # planning checks read it for n_items
+    write_opus_corpus(tmp_path / cfg.data["probe"]["options"]["dir"], cfg.languages, 120)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(
         [

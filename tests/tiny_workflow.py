@@ -8,7 +8,8 @@ config is the copy's workflow_config.yaml, so that a plain `snakemake` (or
 
     .venv/bin/python tests/tiny_workflow.py DEST    # make a copy by hand
 
-Also parses Snakemake's job listings (dry runs and real runs alike).
+Also parses Snakemake's job listings (dry runs and real runs alike), and writes a
+small Bible corpus in the OPUS layout for configs that plan the paper's grid.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,31 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
 
 def write_config(dest: Path, config: dict) -> None:
     (Path(dest) / "workflow_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_opus_corpus(folder: Path, languages: list[str], n_verses: int) -> Path:
+    """``n_verses`` made-up verses in every language, as OPUS bible-uedin serves them:
+    one ``<pair>.txt.zip`` per English-paired pair (two text files and the .ids)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from lingua_franca.languages import get_language
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    verses = [f"b.GEN.{1 + v // 30}.{1 + v % 30}" for v in range(n_verses)]
+    for lang in languages:
+        if lang == "en":
+            continue
+        code = get_language(lang).bible
+        pair = "-".join(sorted(["en", code]))
+        sides = pair.split("-")
+        docs = "\t".join(f"{side}/{side}.xml.gz" for side in sides)
+        ids = "".join(f"{docs}\t{v}\t{v}\n" for v in verses)
+        with zipfile.ZipFile(folder / f"{pair}.txt.zip", "w") as zipped:
+            for side in sides:
+                text = "".join(f"{side} verse {v}\n" for v in verses)
+                zipped.writestr(f"bible-uedin.{pair}.{side}", text)
+            zipped.writestr(f"bible-uedin.{pair}.ids", ids)
+    return folder
 
 
 @dataclass

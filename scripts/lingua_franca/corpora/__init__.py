@@ -163,16 +163,36 @@ def load_stories(
 EMBEDDED_FILES = {"probe": "probe.tsv", "perplexity": "heldout.tsv", "xstorycloze": "stories.jsonl"}
 
 
-def source_files(kind: str, source: str, options: dict) -> list[Path]:
-    """The local files and folders a data source reads (``kind``: probe, perplexity
-    or xstorycloze), so the workflow reruns what reads them when they change. Hub
-    locations (``hf://``) are not files and are left out, and so is a folder not
-    there yet: the job that reads it says what is missing, and a dry run can plan
-    the grid before the data is downloaded."""
+def source_files(kind: str, source: str, options: dict, languages: list[str]) -> list[Path]:
+    """The local files a data source reads for ``languages`` (``kind``: probe,
+    perplexity or xstorycloze): the inputs of the rule that reads them, so that
+    editing one reruns its readers. The one place that says which files a source
+    reads (the readers find theirs through the same functions). Hub locations
+    (``hf://``) are not files and are left out. A file that is not there is a
+    CorpusError naming it: a missing corpus is never skipped in silence."""
     if source == "embedded":
-        return [embedded.embedded_dir(options) / EMBEDDED_FILES[kind]]
-    paths = [options[key] for key in ("path", "dir") if isinstance(options.get(key), str)]
-    return [Path(p) for p in paths if "://" not in p and Path(p).exists()]
+        files = [embedded.embedded_dir(options) / EMBEDDED_FILES[kind]]
+    elif source == "tsv":
+        files = [Path(require_option(options, "path", "tsv"))]
+    elif source == "bible_ces":
+        files = list(bible.ces_files(options, languages).values())
+    elif source == "bible_opus":
+        files = bible.opus_files(options, languages)
+    elif source == "flores":
+        files = list(flores.flores_files(options, languages).values())
+    elif source == "xlsum":
+        files = perplexity.xlsum_files(options, languages)
+    elif source == "text_files":
+        files = list(perplexity.text_files(options, languages).values())
+    elif source == "xstorycloze":
+        where = stories.story_files(options, languages).values()
+        files = [Path(f) for f in where if "://" not in f]
+    else:
+        raise CorpusError(f"unknown {kind} source {source!r}")
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        raise CorpusError(f"no such file{'s' if len(absent) > 1 else ''} ({', '.join(absent)})")
+    return files
 
 
 def prepare_probe(section: dict, languages: list[str], seed: int, out: str | Path) -> None:

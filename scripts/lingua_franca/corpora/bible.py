@@ -47,6 +47,15 @@ PIVOT = "en"  # OPUS pairs used here are English-paired
 def read_ces(options: dict, languages: list[str]) -> pd.DataFrame:
     """Verses present in every language's CES file, ids ``b.BOOK.CHAPTER.VERSE``."""
     folder = Path(require_option(options, "dir", "bible_ces"))
+    paths = ces_files(options, languages)
+    verses = {lang: _read_ces_file(path, lang) for lang, path in paths.items()}
+    return _common_verses(verses, languages, f"Bible CES corpus in {folder}")
+
+
+def ces_files(options: dict, languages: list[str]) -> dict[str, Path]:
+    """Each language's CES file: ``files[lang]`` or ``<Language>.xml`` (or ``.xml.gz``)
+    in ``dir``; CorpusError naming every language without one."""
+    folder = Path(require_option(options, "dir", "bible_ces"))
     files = options.get("files", {})
     paths, problems = {}, []
     for lang in languages:
@@ -62,8 +71,7 @@ def read_ces(options: dict, languages: list[str]) -> pd.DataFrame:
         else:
             problems.append(f"language {lang!r}: no file {' or '.join(str(p) for p in candidates)}")
     raise_problems(f"Bible CES corpus in {folder}", problems)
-    verses = {lang: _read_ces_file(path, lang) for lang, path in paths.items()}
-    return _common_verses(verses, languages, f"Bible CES corpus in {folder}")
+    return paths
 
 
 def _read_ces_file(path: Path, lang: str) -> dict[str, str]:
@@ -93,14 +101,9 @@ def read_opus(options: dict, languages: list[str]) -> pd.DataFrame:
     """Verses present in every English-paired OPUS pair, ids = English sentence ids."""
     folder = Path(require_option(options, "dir", "bible_opus"))
     pivot = get_language(PIVOT).bible
-    others = [lang for lang in languages if lang != PIVOT]
-    if not others:
-        raise CorpusError(
-            "bible_opus: the OPUS pairs are English-paired; configure a language besides 'en'"
-        )
     verses: dict[str, dict[tuple[str, str], str]] = {}
-    for lang in others:
-        pivot_side, verses[lang] = _read_pair(folder, pivot, get_language(lang).bible, lang)
+    for lang, _, codes in _pairs(languages):
+        pivot_side, verses[lang] = _read_pair(folder, pivot, codes[1], lang)
         verses.setdefault(PIVOT, pivot_side)  # the English text of the first pair read
     # an item is an English sentence of an English document; its id is the sentence id
     # alone unless the pairs name more than one English document
@@ -147,13 +150,53 @@ def _read_pair(
     return pivot_side, other_side
 
 
+def _pairs(languages: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(language, pair, the pair's two codes) of every English-paired pair to read."""
+    pivot = get_language(PIVOT).bible
+    pairs = []
+    for lang in languages:
+        if lang != PIVOT:
+            codes = [pivot, get_language(lang).bible]
+            pairs.append((lang, "-".join(sorted(codes)), codes))
+    if not pairs:
+        raise CorpusError(
+            "bible_opus: the OPUS pairs are English-paired; configure a language besides 'en'"
+        )
+    return pairs
+
+
+def opus_files(options: dict, languages: list[str]) -> list[Path]:
+    """The files the pairs of ``languages`` are read from: each pair's
+    ``<pair>.txt.zip``, or its unpacked files; CorpusError naming a pair with neither."""
+    folder = Path(require_option(options, "dir", "bible_opus"))
+    return [
+        path
+        for lang, pair, codes in _pairs(languages)
+        for path in _pair_paths(folder, pair, codes, lang)
+    ]
+
+
+def _pair_paths(folder: Path, pair: str, codes: list[str], language: str) -> list[Path]:
+    archive = folder / f"{pair}.txt.zip"
+    if archive.exists():
+        return [archive]
+    unpacked = [folder / f"{OPUS_CORPUS}.{pair}.{suffix}" for suffix in [*codes, "ids"]]
+    absent = [str(path) for path in unpacked if not path.exists()]
+    if absent:
+        raise CorpusError(
+            f"OPUS {OPUS_CORPUS} pair {pair} (language {language!r}):"
+            f" neither {archive} nor {', '.join(absent)}"
+        )
+    return unpacked
+
+
 def _pair_files(folder: Path, pair: str, codes: list[str], language: str) -> dict[str, list[str]]:
     """The lines of a pair's two text files and .ids file, from ``<pair>.txt.zip`` as
     OPUS serves it, or from those files unpacked in ``folder``."""
     names = {suffix: f"{OPUS_CORPUS}.{pair}.{suffix}" for suffix in [*codes, "ids"]}
     archive = folder / f"{pair}.txt.zip"
     contents = {}
-    if archive.exists():
+    if _pair_paths(folder, pair, codes, language) == [archive]:
         with zipfile.ZipFile(archive) as zipped:
             for suffix, name in names.items():
                 try:
@@ -163,12 +206,6 @@ def _pair_files(folder: Path, pair: str, codes: list[str], language: str) -> dic
                         f"{archive}: no member {name}; it holds {zipped.namelist()}"
                     ) from None
     else:
-        absent = [str(folder / name) for name in names.values() if not (folder / name).exists()]
-        if absent:
-            raise CorpusError(
-                f"OPUS {OPUS_CORPUS} pair {pair} (language {language!r}):"
-                f" neither {archive} nor {', '.join(absent)}"
-            )
         for suffix, name in names.items():
             contents[suffix] = (folder / name).read_text(encoding="utf-8")
     return {suffix: text.removesuffix("\n").split("\n") for suffix, text in contents.items()}

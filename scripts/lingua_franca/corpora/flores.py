@@ -38,6 +38,14 @@ def _candidates(folder: Path, split: str, layout: str, lang: str) -> list[Path]:
 
 def read_flores(options: dict, languages: list[str]) -> pd.DataFrame:
     """The FLORES split of every configured language; not yet validated."""
+    paths = flores_files(options, languages)
+    frames = [_read_file(path).assign(lang=lang) for lang, path in paths.items()]
+    return pd.concat(frames, ignore_index=True)[PARALLEL_COLUMNS]
+
+
+def flores_files(options: dict, languages: list[str]) -> dict[str, Path]:
+    """Each language's file of the split, in one layout; CorpusError naming every
+    language without one."""
     folder = Path(require_option(options, "dir", "flores"))
     split = options.get("split", "dev")
     layout = options.get("layout") or _detect_layout(folder, split, languages[0])
@@ -52,8 +60,7 @@ def read_flores(options: dict, languages: list[str]) -> pd.DataFrame:
         else:
             problems.append(f"language {lang!r}: no file {' or '.join(str(p) for p in candidates)}")
     raise_problems(f"FLORES ({layout}) in {folder}", problems)
-    frames = [_read_file(path).assign(lang=lang) for lang, path in paths.items()]
-    return pd.concat(frames, ignore_index=True)[PARALLEL_COLUMNS]
+    return paths
 
 
 def _detect_layout(folder: Path, split: str, lang: str) -> str:

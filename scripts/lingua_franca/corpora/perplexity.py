@@ -47,16 +47,11 @@ def read_xlsum(options: dict, languages: list[str], max_articles: int) -> dict[s
     if max_articles < 1:
         raise CorpusError(f"max_articles must be at least 1, got {max_articles}")
     texts = {}
+    xlsum_files(options, languages)  # datasets fails obscurely on a pattern that matches nothing
     for lang in languages:
         files = xlsum_data_files(lang, options)
-        suffix = Path(files).suffix
-        if suffix not in FORMATS:
-            raise CorpusError(f"XL-Sum {lang}: {files} is neither parquet nor JSON lines")
-        # datasets fails obscurely on a local pattern that matches nothing: check first
-        if "://" not in files and not glob.glob(files):
-            raise CorpusError(f"XL-Sum {lang}: no file matches {files}")
         dataset = load_dataset(
-            FORMATS[suffix],
+            FORMATS[Path(files).suffix],
             data_files={"eval": files},
             split="eval",
             cache_dir=options.get("cache_dir"),
@@ -72,13 +67,33 @@ def read_xlsum(options: dict, languages: list[str], max_articles: int) -> dict[s
     return texts
 
 
-def read_text_files(options: dict, languages: list[str]) -> dict[str, str]:
-    """One UTF-8 file per language, ``dir/pattern`` with {lang} filled in."""
+def xlsum_files(options: dict, languages: list[str]) -> list[Path]:
+    """The local files XL-Sum is read from (none from the Hub); CorpusError for a
+    language whose pattern is neither parquet nor JSON lines, or matches no file."""
+    files = []
+    for lang in languages:
+        pattern = xlsum_data_files(lang, options)
+        if Path(pattern).suffix not in FORMATS:
+            raise CorpusError(f"XL-Sum {lang}: {pattern} is neither parquet nor JSON lines")
+        if "://" not in pattern:
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise CorpusError(f"XL-Sum {lang}: no file matches {pattern}")
+            files += [Path(m) for m in matches]
+    return files
+
+
+def text_files(options: dict, languages: list[str]) -> dict[str, Path]:
+    """Each language's file, ``dir/pattern`` with {lang} filled in (it may be absent)."""
     folder = Path(require_option(options, "dir", "text_files"))
     pattern = options.get("pattern", "{lang}.txt")
+    return {lang: folder / pattern.format(lang=lang) for lang in languages}
+
+
+def read_text_files(options: dict, languages: list[str]) -> dict[str, str]:
+    """One UTF-8 file per language, ``dir/pattern`` with {lang} filled in."""
     texts = {}
-    for lang in languages:
-        path = folder / pattern.format(lang=lang)
+    for lang, path in text_files(options, languages).items():
         try:
             texts[lang] = path.read_text(encoding="utf-8")
         except FileNotFoundError:

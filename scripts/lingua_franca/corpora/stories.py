@@ -76,18 +76,28 @@ def read_xstorycloze(
     second value instead. A covered language whose file is absent is an error."""
     folder = str(options.get("dir", XSTORYCLOZE_DIR)).rstrip("/")
     split = options.get("split", "eval")
+    missing = [lang for lang in languages if get_language(lang).xstorycloze is None]
+    stories = {
+        lang: _read_story_tsv(path) for lang, path in story_files(options, languages).items()
+    }
+    return check_stories(stories, f"XStoryCloze ({folder}, split {split})"), missing
+
+
+def story_files(options: dict, languages: list[str]) -> dict[str, str]:
+    """The file (a local path or an ``hf://`` address) of each language XStoryCloze
+    covers; the others are left out."""
+    folder = str(options.get("dir", XSTORYCLOZE_DIR)).rstrip("/")
+    split = options.get("split", "eval")
     if split not in XSTORYCLOZE_SPLITS:
         raise CorpusError(
             f"XStoryCloze split {split!r} is unknown; use one of {list(XSTORYCLOZE_SPLITS)}"
         )
-    missing = [lang for lang in languages if get_language(lang).xstorycloze is None]
-    stories = {}
+    files = {}
     for lang in languages:
         config = get_language(lang).xstorycloze
         if config is not None:
-            path = f"{folder}/{XSTORYCLOZE_FILE.format(config=config, split=split)}"
-            stories[lang] = _read_story_tsv(path)
-    return check_stories(stories, f"XStoryCloze ({folder}, split {split})"), missing
+            files[lang] = f"{folder}/{XSTORYCLOZE_FILE.format(config=config, split=split)}"
+    return files
 
 
 def _read_story_tsv(path: str) -> list[dict]:

@@ -1,0 +1,169 @@
+"""Planning-time checks: what a config asks of the file system, checked while the
+workflow is read, before Snakemake plans a job.
+
+A folder that is not there, or more probe items than the corpus holds, would
+otherwise surface only when a job runs, after Snakemake has deleted that job's
+earlier outputs and so made everything downstream of them out of date. Here every
+such problem is found at once, by ``snakemake -n`` too, and nothing is deleted.
+Each problem reads ``<config key>: <problem> (<path>)``. The config's shape stays in
+:mod:`lingua_franca.config` (``Config.local_paths``); the files a data source reads
+come from :func:`lingua_franca.corpora.source_files`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+from lingua_franca.config import Config, ConfigError
+from lingua_franca.corpora import CorpusError, load_probe_corpus, source_files
+
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+ITEM_COUNTS = "probe_items.json"  # in cache_dir: corpus item counts by file stamps
+
+
+def preflight(
+    cfg: Config,
+    *,
+    root: str | os.PathLike | None = None,
+    count_items: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[str]:
+    """Raise ConfigError listing every configured local path that is not there and
+    every data problem knowable without a model; return notes that do not stop the
+    run (warnings).
+
+    ``root`` is the workflow's folder: relative paths are read from the working
+    directory, so a problem met elsewhere comes with a hint to run from ``root``.
+    ``count_items`` reads the local probe corpus to check ``n_items`` (Bible sources
+    take seconds; the count is kept in ``cache_dir`` by file size and time, so later
+    runs read nothing); a cluster job, whose plan was checked already, skips it.
+    """
+    problems, missing = _path_problems(cfg)
+    problems += _data_problems(cfg, missing, count_items, cache_dir)
+    root = Path(root).resolve() if root is not None else None
+    elsewhere = root is not None and Path.cwd().resolve() != root
+    if problems:
+        lines = "\n".join(f"  - {p}".replace("\n", "\n    ") for p in problems)
+        hint = ""
+        if elsewhere and any(not Path(p).is_absolute() for p in missing.values()):
+            hint = (
+                f"\nRelative paths are read from the working directory, {Path.cwd()}:"
+                f" run snakemake from the repository root, {root}."
+            )
+        raise ConfigError(f"invalid config ({len(problems)} problem(s)):\n{lines}{hint}")
+    notes = _notes(cfg)
+    if elsewhere:
+        notes.append(
+            f"the working directory {Path.cwd()} is not the repository root {root}:"
+            " results/ and logs/ are written under the working directory"
+        )
+    return notes
+
+
+def _path_problems(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    """Problems with the configured paths, and the config keys of the paths that are
+    not there (the checkpoints of a missing model folder are not reported again)."""
+    problems, missing = [], {}
+    for key, path, kind in cfg.local_paths():
+        p = Path(path)
+        if kind == "model" and any(Path(m) in (p, *p.parents) for m in missing.values()):
+            continue  # a checkpoint of a model folder that is not there
+        problem, hint = None, ""
+        if kind == "file" and not p.is_file():
+            problem = "not a file" if p.exists() else "no such file"
+        elif kind != "file" and not p.is_dir():
+            problem = "not a folder" if p.exists() else "no such folder"
+            if key.endswith(".path") and HUB_ID.match(path):
+                hint = "; a Hub model is named with hub_id"
+        elif kind == "model" and not (p / "config.json").is_file():
+            problem = "not a Hugging Face model folder: no config.json"
+        if problem:
+            problems.append(f"{key}: {problem} ({path}){hint}")
+            missing[key] = path
+    return problems, missing
+
+
+def _data_problems(
+    cfg: Config, missing: dict[str, str], count_items: bool, cache_dir: str | os.PathLike | None
+) -> list[str]:
+    """The files each data source reads, and the probe's n_items against the corpus."""
+    problems = []
+    for kind, section in cfg.data.items():
+        source, options = section["source"], section["options"]
+        option = "path" if "path" in options else "dir"
+        if f"data.{kind}.options.{option}" in missing:
+            continue  # reported already
+        languages = cfg.data_languages(kind)
+        try:
+            files = source_files(kind, source, options, languages)
+        except CorpusError as err:
+            problems.append(f"data.{kind}.options.{option}: {err}")
+            continue
+        if kind != "probe" or not files or not count_items:
+            continue  # a Hub source cannot be counted before it is fetched
+        try:
+            count = probe_item_count(source, options, languages, files, cache_dir)
+        except CorpusError as err:
+            problems.append(f"data.probe: {err}")
+            continue
+        n_items = section["n_items"]
+        if n_items is not None and n_items > count:
+            where = files[0] if len(files) == 1 else options.get(option)
+            problems.append(
+                f"data.probe.n_items: {n_items} is more than the corpus holds,"
+                f" {count} items in every language ({where})"
+            )
+    return problems
+
+
+def probe_item_count(
+    source: str,
+    options: dict,
+    languages: list[str],
+    files: list[Path],
+    cache_dir: str | os.PathLike | None = None,
+) -> int:
+    """Items of the probe corpus present in every language, read and validated as
+    ``prepare_probe`` reads them (a CorpusError names what is wrong). With
+    ``cache_dir``, the count is kept there under the files' sizes and modification
+    times, and read back while none of them changes."""
+    stamp = [source, options, languages]
+    for f in files:
+        stat = f.stat()
+        stamp.append([str(f), stat.st_size, stat.st_mtime_ns])
+    key = hashlib.sha256(json.dumps(stamp, sort_keys=True, default=str).encode()).hexdigest()
+    cache = Path(cache_dir) / ITEM_COUNTS if cache_dir is not None else None
+    counts = {}
+    if cache is not None and cache.is_file():
+        try:
+            counts = json.loads(cache.read_text(encoding="utf-8"))
+        except ValueError:
+            counts = {}  # a damaged cache is only a cache
+    if key in counts:
+        return int(counts[key])
+    count = int(load_probe_corpus(source, options, languages)["id"].nunique())
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({**counts, key: count}), encoding="utf-8")
+        tmp.replace(cache)
+    return count
+
+
+def _notes(cfg: Config) -> list[str]:
+    """Settings that run but cannot give what they are meant for."""
+    notes = []
+    n_languages, threshold = len(cfg.languages), cfg.analysis["z_threshold"]
+    bound = math.sqrt(n_languages - 1)
+    if threshold >= bound:
+        notes.append(
+            f"analysis.z_threshold: {threshold} leaves every key region empty: over"
+            f" {n_languages} languages no z-score exceeds √{n_languages - 1} = {bound:.2f}"
+            " (docs/method.md §4)"
+        )
+    return notes
