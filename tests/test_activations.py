@@ -1,5 +1,7 @@
 """Batched extraction, checkpoint loading and the activation store (docs/method.md §2)."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,12 @@ from lingua_franca.activations import (
     pooled_neurons,
     tokenize,
 )
-from lingua_franca.models import load_model, weights_fingerprint
+from lingua_franca.models import (
+    WeightsError,
+    load_model,
+    unreadable_weight_files,
+    weights_fingerprint,
+)
 from lingua_franca.store import ActivationStore
 
 TEXTS = ["the cat", CORPUS[4], "le chat dort", CORPUS[1], "a", CORPUS[0], "el perro come en la"]
@@ -153,6 +160,46 @@ def test_local_checkpoint_round_trip(tmp_path, tokenizer):
         assert torch.equal(model(input_ids=ids).logits, original(input_ids=ids).logits)
     assert model.lingua_franca_source == {"model": str(tmp_path / "ckpt"), "revision": None}
     assert (tmp_path / "ckpt" / "model.safetensors").exists()
+
+
+def truncate(path):
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_a_truncated_weight_file_is_named(tmp_path, tokenizer):
+    save_checkpoint("llama", tmp_path / "ckpt", tokenizer)
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    truncate(weights)
+    with pytest.raises(WeightsError, match=rf"cannot read {weights} \(.*not fully covered"):
+        load_model(str(tmp_path / "ckpt"))
+
+
+def test_a_truncated_weight_file_in_the_hub_cache_is_named(tmp_path, tokenizer, monkeypatch):
+    """The cache layout that from_pretrained reads offline: refs/<revision> holds the
+    commit, snapshots/<commit>/ the files."""
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--example-org--tiny"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    save_checkpoint("gpt2", repo / "snapshots" / commit, tokenizer)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "step100").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert unreadable_weight_files("example-org/tiny", "step100") == []
+    weights = repo / "snapshots" / commit / "model.safetensors"
+    truncate(weights)
+    (broken,) = unreadable_weight_files("example-org/tiny", "step100")
+    assert broken.startswith(f"{weights} (")
+    assert unreadable_weight_files("example-org/other", "main") == []  # not in the cache
+
+
+def test_a_missing_local_checkpoint_folder_is_named(tmp_path):
+    from lingua_franca.pipeline import load_checkpoint
+
+    settings = {"model": "m", "checkpoint": "c", "revision": None}
+    settings["location"] = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=f"m c: no model folder {tmp_path}/nowhere"):
+        load_checkpoint(settings, "cpu")
 
 
 def test_fingerprint_flags_identical_weights_only():

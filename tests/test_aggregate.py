@@ -355,3 +355,18 @@ def test_config_helpers():
     records = aggregate.checkpoint_records(cfg)
     assert records[0]["metrics"] == f"results/{grid[0][0]}/{grid[0][2]}/metrics.json"
     assert {r["family"] for r in records} == {"toy-bloom", "toy-llama"}
+
+
+def test_the_aggregate_leaves_only_the_current_grids_files(fabricated, tmp_path):
+    """A model removed from the config leaves no figure of its own behind."""
+    from lingua_franca.pipeline import aggregate as aggregate_job
+
+    outdir = tmp_path / "summary"
+    outdir.mkdir()
+    for stale in ("evolution_gone.png", "key_layers_gone-7b.png", "notes.txt"):
+        (outdir / stale).write_bytes(PNG_MAGIC)
+    records = [dict(r) for r in fabricated if r["family"] == "evo"]
+    aggregate_job(records, outdir)
+    grid = [(r["model"], r["family"], r["checkpoint"]) for r in records]
+    expected = {Path(p).name for p in summary_files(grid, str(outdir))} | {"summary.html"}
+    assert {p.name for p in outdir.iterdir()} == expected

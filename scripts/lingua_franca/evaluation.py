@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from lingua_franca.atomic import remove_stale_temporaries, temporary_path
+
 STORY = "{{[input_sentence_1, input_sentence_2, input_sentence_3, input_sentence_4]|join(' ')}}"
 PROMPTS = {  # the Jinja templates written into the task YAML, recorded in the result
     "cross": {
@@ -192,6 +194,7 @@ def write_results(result: Mapping, path: str | Path) -> None:
     job never leaves a half-written file that looks finished."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    remove_stale_temporaries(path)
+    tmp = temporary_path(path)
     tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +19,10 @@ from torch import nn
 from .provenance import config_hash, package_versions
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class WeightsError(OSError):
+    """A checkpoint's weight file that cannot be read (truncated, partly downloaded)."""
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -50,9 +55,22 @@ def load_model(
     dtype = torch_dtype(dtype)  # fail before any download
     common = {"revision": revision, "trust_remote_code": trust_remote_code}
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype, device_map=device_map, use_safetensors=None, **common
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=dtype, device_map=device_map, use_safetensors=None, **common
+        )
+    except Exception as err:
+        # safetensors names no file (SafetensorError: "incomplete metadata, file not
+        # fully covered"): find the one that fails, so the message says what to fetch
+        broken = unreadable_weight_files(name_or_path, revision)
+        if broken:
+            at = f" at revision {revision}" if revision else ""
+            raise WeightsError(
+                f"{name_or_path}{at}: cannot read "
+                + "; ".join(broken)
+                + ". A truncated or interrupted download or copy? Replace the file."
+            ) from err
+        raise
     if device_map is None:
         model.to(device)
     model.eval()
@@ -63,6 +81,29 @@ def load_model(
     tokenizer.padding_side = "right"  # absolute-position models break on left padding
     model.lingua_franca_source = {"model": str(name_or_path), "revision": revision}
     return model, tokenizer
+
+
+def unreadable_weight_files(name_or_path: str, revision: str | None = None) -> list[str]:
+    """``"<file> (<error>)"`` for each safetensors file of a local folder, or of a Hub
+    model's snapshot in the local cache, whose header safetensors cannot read."""
+    from safetensors import SafetensorError, safe_open
+
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(name_or_path, "config.json", revision=revision)
+        if not isinstance(config, str):
+            return []
+        folder = Path(config).parent
+    broken = []
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            broken.append(f"{path} ({err})")
+    return broken
 
 
 def weights_fingerprint(model: nn.Module) -> str:

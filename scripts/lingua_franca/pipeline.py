@@ -9,6 +9,7 @@ the model, its checkpoint and how to load it.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ def load_checkpoint(settings: dict[str, Any], device: str):
     """(model, tokenizer) of one model × checkpoint: Hub revision or local folder."""
     from lingua_franca.models import load_model
 
+    if settings["revision"] is None and not Path(settings["location"]).is_dir():
+        # from_pretrained would take the path for a Hub id and say the id is malformed
+        raise FileNotFoundError(
+            f"{settings['model']} {settings['checkpoint']}: no model folder {settings['location']}"
+        )
     log.info(
         "loading %s (revision %s, %s)",
         settings["location"],
@@ -62,8 +68,10 @@ def extract(
 ) -> None:
     """Probe → activations.zarr. The probe is checked before the model is loaded."""
     from lingua_franca.activations import extract_to_store
+    from lingua_franca.atomic import remove_stale_temporaries
     from lingua_franca.corpora import read_probe
 
+    remove_stale_temporaries(out)  # a killed run's store, before this one needs the room
     probe = read_probe(probe_path, languages)
     model, tokenizer = load_checkpoint(settings, device)
     extract_to_store(
@@ -207,3 +215,13 @@ def aggregate(records: list[dict[str, Any]], outdir: str | Path) -> None:
         f"<body>\n{chr(10).join(sections)}\n</body></html>\n"
     )
     (Path(outdir) / "summary.html").write_text(page, encoding="utf-8")
+    # the folder is this job's alone: what the grid no longer makes (figures of a
+    # model removed from the config) would otherwise sit beside the fresh files
+    written = {Path(p).name for p in paths.values()} | {"summary.html"}
+    for stale in sorted(Path(outdir).iterdir()):
+        if stale.name not in written:
+            log.info("removing %s: not part of the current grid's summary", stale)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()

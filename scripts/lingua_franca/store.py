@@ -10,7 +10,8 @@ Layout (readable with plain ``zarr``, or ``xarray.open_zarr(path, consolidated=F
 
 Rows are un-normalized; the metrics normalize.  A store is written under a
 temporary name and renamed at the end, and carries ``complete: true`` only then,
-so a killed job never leaves something that looks finished.
+so a killed job never leaves something that looks finished; the next writer of
+the store removes what a killed one left (:mod:`lingua_franca.atomic`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, Self
 
 import numpy as np
 import zarr
+
+from lingua_franca.atomic import remove_stale_temporaries, temporary_path
 
 LAYER_PREFIX = "layer_"
 ROW_CHUNK = 256
@@ -60,7 +63,7 @@ class StoreWriter:
         if len(languages) != len(items):
             raise ValueError("languages and items must have one entry per sample")
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temporary_path(self.path)
         self.n = len(items)
         self.widths = [int(w) for w in widths]
         self.dtype = np.dtype(dtype)
@@ -82,8 +85,7 @@ class StoreWriter:
         self._buffered = 0
 
     def __enter__(self) -> Self:
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
+        remove_stale_temporaries(self.path)  # this writer's own, and a killed one's
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.group = zarr.open_group(self.tmp, mode="w", zarr_format=3)
         self.arrays = []
