@@ -1,6 +1,9 @@
-"""Test-wide settings: no network, few threads, deterministic torch."""
+"""Test-wide settings: no network, few threads, deterministic torch; the tiny
+workflow run once per session."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -16,3 +19,26 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny workflow (tests/tiny_workflow.py) run to completion once per session:
+    (its folder, the run's output). Tests plan in it, and may change its config if
+    they put it back (tiny_workflow.write_config); a test that changes its results
+    works on a copy (shutil.copytree(..., symlinks=True) keeps times and metadata)."""
+    from tiny_workflow import copy_workflow
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny-run") / "wf")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2"],
+        cwd=workdir,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return workdir, output

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_workflow import copy_workflow, parse_jobs, tiny_config, write_config
+from tiny_workflow import parse_jobs, tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -58,10 +58,10 @@ def is_data_or_toy_output(path: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory):
-    """The tiny workflow, run to completion once; what the complete run did."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("incremental") / "wf")
-    run = parse_jobs(snakemake(workdir))
+def workflow(tiny_run):
+    """The tiny workflow, run to completion once (conftest.py); what the complete run did."""
+    workdir, output = tiny_run
+    run = parse_jobs(output)
     per_checkpoint = {j.rule for j in run if "checkpoint" in j.wildcards}
     aggregates = {
         j.rule
