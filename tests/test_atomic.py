@@ -61,7 +61,7 @@ def test_a_sigkilled_store_writer_leaves_no_output_and_the_next_one_clears_its_d
 
     write_store(path)  # the next run of the job
     assert sorted(tmp_path.iterdir()) == [path]
-    assert ActivationStore(path).read_layer(1).shape == (8, 24)
+    assert ActivationStore(path).group["layer_001"].shape == (8, 24)
 
 
 def test_only_the_outputs_own_temporaries_are_removed(tmp_path):

@@ -123,7 +123,7 @@ class Config:
             paths += [
                 (f"models.{name}.checkpoints.{c.name}.folder", c.location, "model")
                 for c in m.checkpoints.values()
-                if c.is_local
+                if c.revision is None  # a local folder
             ]
         for i, text in enumerate((self.toy or {}).get("training_text", [])):
             paths.append((f"toy.training_text.{i}", text, "file"))
