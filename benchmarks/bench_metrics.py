@@ -5,10 +5,16 @@
     .venv/bin/python benchmarks/bench_metrics.py --layers 2 --width 2048 --items 20 \
         --ref-neurons 512                                          # smoke test, seconds
     .venv/bin/python benchmarks/bench_metrics.py --store results/m/c/activations.zarr  # any store
+    .venv/bin/python benchmarks/bench_metrics.py --resamples 0     # without the bootstrap run
 
 For each store: creates it with ``StoreWriter`` under a temporary folder, then runs
 ``compute_metrics`` (and, with ``--outputs``, ``write_outputs``) in a fresh child
-process and reports its wall time and peak RSS.  The peak is the child's own
+process and reports its wall time, CPU time and peak RSS.  Unless ``--resamples 0``,
+it also runs ``compute_metrics`` with the item bootstrap (docs/method.md §10; B =
+``--resamples``, 1000 by default) in another fresh child, side by side: in each of
+``--rounds`` rounds both variants run once, the order alternating from round to
+round, and the figure is the ratio (with / without) of their median wall times, with
+the per-round ratios beside it.  The peak is the child's own
 ``VmHWM`` (/proc/self/status), not ``ru_maxrss``: on Linux ``ru_maxrss`` survives
 ``exec`` and would report the parent's RSS at fork time, which here holds the
 synthetic data generator.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -38,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from lingua_franca import metrics
+from lingua_franca.bootstrap import BootstrapSettings
 from lingua_franca.store import ActivationStore, StoreWriter
 
 LANGUAGES = ["en", "zh", "fr", "es", "pt", "ar", "vi", "hi", "id"]
@@ -85,12 +93,42 @@ def proc_status_mib(field: str) -> float:
     return float("nan")
 
 
-def child_metrics(store_path: str, block_width: int, z: float, outdir: str | None) -> dict:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_metrics(
+    store_path: str,
+    block_width: int,
+    z: float,
+    outdir: str | None,
+    resamples: int = 0,
+    device: str = "cpu",
+    workers: int | None = None,
+) -> dict:
     store = ActivationStore(store_path)
+    bootstrap = BootstrapSettings(resamples=resamples) if resamples else None
+    if bootstrap:
+        import torch  # imported before the clock starts, as the plain run imports numpy
+
+        torch.zeros(1)
     report = {"rss_before_mib": proc_status_mib("VmRSS"), "load_before": os.getloadavg()[0]}
+    cpu = cpu_seconds()
     start = time.perf_counter()
-    result = metrics.compute_metrics(store, z_threshold=z, block_width=block_width)
+    result = metrics.compute_metrics(
+        store,
+        z_threshold=z,
+        block_width=block_width,
+        bootstrap=bootstrap,
+        device=device,
+        workers=workers,
+    )
     report["compute_s"] = time.perf_counter() - start
+    report["cpu_s"] = cpu_seconds() - cpu
+    if result.bootstrap is not None:
+        ci = result.summary()["ci"]
+        report["ci"] = {key: ci[key] for key in ("lrds", "sads", "sklr", "region_stability")}
     report["peak_compute_mib"] = proc_status_mib("VmHWM")
     report["load_after"] = os.getloadavg()[0]
     report.update(
@@ -163,27 +201,71 @@ def create(label, workdir, args, n_layers, width) -> Path:
 
 
 def bench_store(path, args, block_widths, with_reference, outputs_dir=None):
-    """Time compute_metrics (each block width) and the reference loop on one store."""
+    """Time compute_metrics (each block width; without and with the bootstrap, side by
+    side) and the reference loop on one store."""
     store = ActivationStore(path)
     n, k = store.n_samples, store.n_neurons
     print(f"{path.name}: {n} samples × {len(store.widths)} layers, K = {k:,} neurons", flush=True)
     reports = {}
     for block_width in block_widths:
-        report = reports[block_width] = run_child(
-            ["--child-metrics", str(path), "--block-width", str(block_width), "--z", str(args.z)]
-            + (["--child-outputs", str(outputs_dir)] if outputs_dir else [])
-        )
-        print(
-            f"compute_metrics, block width {block_width}: {report['compute_s']:.1f} s wall, "
-            f"peak RSS {report['peak_compute_mib']:.0f} MiB (after imports and opening the "
-            f"store {report['rss_before_mib']:.0f} MiB); 1-min load average "
-            f"{report['load_before']:.1f} before, {report['load_after']:.1f} after",
-            flush=True,
-        )
-        if "write_outputs_s" in report:
+        common = [
+            "--child-metrics",
+            str(path),
+            "--block-width",
+            str(block_width),
+            "--z",
+            str(args.z),
+        ]
+        plain_args = common + ["--resamples", "0"]
+        plain_args += ["--child-outputs", str(outputs_dir)] if outputs_dir else []
+        boot_args = common + ["--resamples", str(args.resamples), "--device", args.device]
+        boot_args += ["--workers", str(args.workers)] if args.workers else []
+        plain, boot = [], []
+        for round_ in range(max(1, args.rounds)):
+            order = (
+                [(plain, plain_args), (boot, boot_args)]
+                if args.resamples
+                else [(plain, plain_args)]
+            )
+            for runs, child_args in order[:: -1 if round_ % 2 else 1]:
+                runs.append(run_child(child_args))
+                report = runs[-1]
+                label = (
+                    f"compute_metrics + bootstrap (B = {args.resamples}, {args.device})"
+                    if runs is boot
+                    else "compute_metrics"
+                )
+                print(
+                    f"{label}, block width {block_width}: {report['compute_s']:.1f} s wall, "
+                    f"peak RSS {report['peak_compute_mib']:.0f} MiB (after imports and opening "
+                    f"the store {report['rss_before_mib']:.0f} MiB), CPU {report['cpu_s']:.1f} s; "
+                    f"1-min load average {report['load_before']:.1f} before, "
+                    f"{report['load_after']:.1f} after",
+                    flush=True,
+                )
+                if "write_outputs_s" in report:
+                    print(
+                        f"  write_outputs: {report['write_outputs_s']:.1f} s, peak RSS with it "
+                        f"{report['peak_mib']:.0f} MiB"
+                    )
+        reports[block_width] = plain[0]
+        if boot:
+            wall = [r["compute_s"] for r in boot], [r["compute_s"] for r in plain]
+            ratio = float(np.median(wall[0]) / np.median(wall[1]))
+            per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(*wall))
             print(
-                f"  write_outputs: {report['write_outputs_s']:.1f} s, peak RSS with it "
-                f"{report['peak_mib']:.0f} MiB"
+                f"bootstrap cost, block width {block_width}: with / without = {ratio:.2f}× "
+                f"wall (median {np.median(wall[0]):.1f} s / {np.median(wall[1]):.1f} s; per "
+                f"round {per_round}); CPU {np.median([r['cpu_s'] for r in boot]):.1f} s / "
+                f"{np.median([r['cpu_s'] for r in plain]):.1f} s; peak RSS "
+                f"{max(r['peak_compute_mib'] for r in boot):.0f} MiB / "
+                f"{max(r['peak_compute_mib'] for r in plain):.0f} MiB",
+                flush=True,
+            )
+            ci = boot[0]["ci"]
+            print(
+                f"  intervals: LRDS {ci['lrds']}, SADS {ci['sads']}, SKLR {ci['sklr']}; "
+                f"region stability {ci['region_stability']}"
             )
     block_width, report = next(iter(reports.items()))
     print(
@@ -239,6 +321,12 @@ def main(argv=None):
     )
     parser.add_argument("--z", type=float, default=2.0)
     parser.add_argument(
+        "--resamples", type=int, default=1000, help="bootstrap B for the side-by-side run (0: skip)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of (without, with)")
+    parser.add_argument("--device", default="cpu", help="bootstrap device (torch)")
+    parser.add_argument("--workers", type=int, default=0, help="bootstrap threads (0: every core)")
+    parser.add_argument(
         "--ref-neurons", type=int, default=16384, help="slice for the reference pair loop (0: skip)"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp folder")
@@ -258,7 +346,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.child_metrics:
-        report = child_metrics(args.child_metrics, args.block_width[0], args.z, args.child_outputs)
+        report = child_metrics(
+            args.child_metrics,
+            args.block_width[0],
+            args.z,
+            args.child_outputs,
+            resamples=args.resamples,
+            device=args.device,
+            workers=args.workers or None,
+        )
         print(json.dumps(report))
         return
     if args.child_reference:

@@ -16,8 +16,9 @@ interleaved inside one benchmark; see benchmarks/README.md).
   On the CPU it runs twice, in float32 and in bfloat16 (``--second-dtype``).
 - ablation (``bench_ablation.py``): all conditions against conditions × bare forward.
 - metrics (``bench_metrics.py``, another engineer's): compute_metrics on a synthetic
-  BLOOM-7b1-shaped store (900 × 30 × 16384) and the reference pair loop against the
-  closed form.  ``--quick``: 10 of the 30 layers, a 4096-neuron reference slice.
+  BLOOM-7b1-shaped store (900 × 30 × 16384), with and without bootstrap intervals,
+  and the reference pair loop against the closed form.  ``--quick``: 10 of the 30
+  layers, a 4096-neuron reference slice.
 - planning (``bench_planning.py``, another engineer's, if present): ``snakemake -n`` on
   a 50 models × 20 checkpoints × 9 languages config (3 runs; ``--quick``: 1), against
   snakemake's bare start-up.
@@ -95,6 +96,17 @@ def metrics_figures(output: str) -> dict:
             "ratio": float(m.group(3)),
             "label": f"reference pair loop extrapolated to K = {m.group(1)} / the whole "
             f"compute_metrics run (speed-up)",
+        }
+    m = re.search(
+        r"bootstrap cost, block width \d+: with / without = ([\d.]+)× wall.*?; CPU ([\d.]+) s "
+        r"/ ([\d.]+) s",
+        output,
+    )
+    if m:
+        figures["bootstrap_cost"] = {
+            "ratio": float(m.group(1)),
+            "label": "compute_metrics with item-bootstrap intervals (B = 1000) / without, wall "
+            f"(CPU: {float(m.group(2)) / float(m.group(3)):.2f}×)",
         }
     m = re.search(
         r"compute_metrics, block width (\d+): ([\d.]+) s wall, peak RSS (\d+) MiB", output

@@ -1,6 +1,11 @@
 # Activation store → similarity map, LRDS and SADS (whole vector and per layer),
 # key linguistic neurons (z-scores of contribution scores), SKLR, and their figures.
 # Streams blocks of neurons: memory grows with samples × block width, not with K.
+# With analysis.bootstrap.resamples > 0 the same pass gives every metric's interval
+# (docs/method.md §10); its matrix products use a GPU when analysis.device is one.
+
+
+BOOTSTRAP = CFG.analysis["bootstrap"]["resamples"] > 0
 
 
 rule compute_metrics:
@@ -19,12 +24,15 @@ rule compute_metrics:
         "logs/{model}/{checkpoint}/compute_metrics.log",
     conda:
         ENV
-    threads: 1
+    threads: 2 if BOOTSTRAP else 1
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=1 if BOOTSTRAP and ON_GPU else 0,
     params:
         z_threshold=CFG.analysis["z_threshold"],
         block_width=CFG.analysis["block_width"],
+        bootstrap=CFG.analysis["bootstrap"],
+        device=CFG.analysis["device"] if BOOTSTRAP else "cpu",
     script:
         "../scripts/compute_metrics.py"

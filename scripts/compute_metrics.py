@@ -11,4 +11,7 @@ with log_to(snakemake.log[0]):
         Path(snakemake.output.json).parent,
         z_threshold=snakemake.params.z_threshold,
         block_width=snakemake.params.block_width,
+        bootstrap=snakemake.params.bootstrap,
+        device=snakemake.params.device,
+        threads=snakemake.threads,
     )

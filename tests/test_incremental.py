@@ -13,6 +13,7 @@ toy training. The complete run itself tells which rules are per checkpoint, so t
 tests follow the rules as they grow. One real run (~40 s), then dry runs (~3 s each).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -170,3 +171,42 @@ def test_adding_a_language_reruns_what_depends_on_the_languages(workflow):
     language_rules = {j.rule for j in run if j.rule.startswith("prepare_")} | aggregates
     extra = rules - per_checkpoint - TRAINING_RULES - language_rules
     assert not extra, extra
+
+
+def test_every_checkpoint_has_metric_intervals(workflow):
+    """The default analysis.bootstrap (1000 resamples) puts intervals into every
+    checkpoint's metrics.json (docs/method.md §10)."""
+    workdir, run, _, _ = workflow
+    checkpoints = {
+        (j.wildcards["model"], j.wildcards["checkpoint"])
+        for j in run
+        if j.rule == "compute_metrics"
+    }
+    assert checkpoints
+    for model, checkpoint in checkpoints:
+        summary = json.loads(
+            (workdir / "results" / model / checkpoint / "metrics.json").read_text()
+        )
+        ci = summary["ci"]
+        assert (ci["resamples"], ci["level"], ci["unit"]) == (1000, 0.95, "item")
+        lo, hi = ci["sklr"]
+        assert lo <= hi
+        assert len(ci["per_layer"]) == summary["n_layers"]
+        assert set(ci["region_stability"]) == set(summary["languages"])
+
+
+def test_changing_the_bootstrap_reruns_the_metrics_not_the_extraction(workflow):
+    """analysis.bootstrap is a parameter of compute_metrics alone.  The ablation reads
+    metrics.json and key_neurons.parquet, which the rerun rewrites, so it runs again
+    too (Snakemake's mtime trigger); extraction, evaluation and training do not."""
+    workdir, run, _, aggregates = workflow
+
+    def fewer_resamples(config):
+        config["analysis"]["bootstrap"] = {"resamples": 50}
+
+    jobs = plan_after(workdir, fewer_resamples)
+    rules = {j.rule for j in jobs}
+    assert {str(j) for j in jobs if j.rule == "compute_metrics"} == {
+        str(j) for j in run if j.rule == "compute_metrics"
+    }
+    assert rules - aggregates == {"compute_metrics", "ablate_key_neurons"}, sorted(rules)

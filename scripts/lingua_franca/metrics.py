@@ -11,7 +11,9 @@ Two layers of code:
   accumulates the float64 n×n Gram matrix of each layer (its own similarity map
   and the global one are rescaled Gram matrices) and scores each block's neurons on
   the globally normalised block.  Only n×n matrices, per-layer counts and the key
-  neurons themselves are kept.
+  neurons themselves are kept.  With a bootstrap (docs/method.md §10), the same
+  pass also scores every resample (``lingua_franca.bootstrap``): LRDS/SADS from the
+  same n×n maps, key regions from the same blocks.
 
 ``write_outputs`` writes the fixed set of files a metrics run produces.
 """
@@ -30,6 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lingua_franca.bootstrap import (
+    BootstrapResult,
+    BootstrapSettings,
+    KeyRegionResampler,
+    draw_items,
+    item_weights,
+    resampled_lrds_sads,
+)
 from lingua_franca.store import ActivationStore
 
 __all__ = [
@@ -166,11 +176,16 @@ def _language_groups(languages: Sequence[str]) -> list[tuple[str, slice | np.nda
     return groups
 
 
-def contribution_scores(a: np.ndarray, languages: Sequence[str]) -> np.ndarray:
+def contribution_scores(
+    a: np.ndarray, languages: Sequence[str], items: Sequence[str] | None = None
+) -> np.ndarray:
     """S̄_l(k) = Σ_{i<j in l} a_k(s_i) a_k(s_j), in closed form (Eq. 11, docs/method.md §4).
 
     ((Σ_i a_k)² − Σ_i a_k²) / 2 is O(n·K) instead of the reference's O(n²·K) pair
     loop.  ``a`` must already be normalised (globally, for the paper's scores).
+    With ``items``, pairs of two samples of the same item are left out: they occur
+    only in a bootstrap resample, where an item can be drawn twice
+    (docs/method.md §10); the second term then squares each item's sum.
     Returns (L, K), languages in order of first appearance.
     """
     a = np.asarray(a, dtype=np.float64)
@@ -178,7 +193,14 @@ def contribution_scores(a: np.ndarray, languages: Sequence[str]) -> np.ndarray:
     out = np.empty((len(groups), a.shape[1]))
     for index, (_, rows) in enumerate(groups):
         block = a[rows]
-        out[index] = (block.sum(axis=0) ** 2 - np.einsum("ij,ij->j", block, block)) / 2
+        if items is None:
+            same_item = np.einsum("ij,ij->j", block, block)
+        else:
+            codes = np.unique(np.asarray(items, dtype=str)[rows], return_inverse=True)[1]
+            per_item = np.zeros((codes.max() + 1, a.shape[1]))
+            np.add.at(per_item, codes, block)
+            same_item = np.einsum("ij,ij->j", per_item, per_item)
+        out[index] = (block.sum(axis=0) ** 2 - same_item) / 2
     return out
 
 
@@ -224,6 +246,7 @@ class MetricsResult:
     key_layer: np.ndarray
     key_neuron: np.ndarray  # index within its layer
     key_z: np.ndarray
+    bootstrap: BootstrapResult | None = None  # every resample's values (docs/method.md §10)
 
     @property
     def languages(self) -> list[str]:
@@ -262,6 +285,7 @@ class MetricsResult:
         k = self.n_neurons
         per_language = self.key_counts.sum(axis=1)
         per_layer = self.key_counts.sum(axis=0)
+        ci = {} if self.bootstrap is None else {"ci": self.bootstrap.summary(self.languages)}
         return {
             "n_samples": len(self.layout.languages) * self.layout.n_items,
             "n_items": self.layout.n_items,
@@ -302,6 +326,7 @@ class MetricsResult:
                 "key_neuron": "z > z_threshold; neuron is its index within its layer",
                 "sklr_fraction": "key neurons summed over languages / n_neurons",
             },
+            **ci,
         }
 
 
@@ -407,7 +432,14 @@ def _rescale(gram: np.ndarray, sq_norms: np.ndarray, what: str) -> np.ndarray:
 
 
 def compute_metrics(
-    store: ActivationStore | str | os.PathLike, z_threshold: float = 2.0, block_width: int = 4096
+    store: ActivationStore | str | os.PathLike,
+    z_threshold: float = 2.0,
+    block_width: int = 4096,
+    bootstrap: BootstrapSettings | None = None,
+    *,
+    device: str = "cpu",
+    workers: int | None = None,
+    bootstrap_dtype: str = "float32",
 ) -> MetricsResult:
     """All metrics of one activation store, streamed in blocks of ``block_width`` neurons.
 
@@ -417,6 +449,11 @@ def compute_metrics(
     the store's dtype, so sums over millions of neurons keep their precision.
     ``block_width`` is best a multiple of the store's column chunk (4096): narrower
     or unaligned blocks decode the same chunks more than once (1024: ~2× slower).
+
+    With ``bootstrap`` (and resamples > 0) the same pass scores every resample of
+    the probe items (docs/method.md §10) into ``result.bootstrap``: key regions with
+    torch on ``device`` (``workers`` threads on a CPU, default: every core), in
+    ``bootstrap_dtype``.  Without it the result is exactly what it was before.
     """
     if isinstance(store, (str, os.PathLike)):
         store = ActivationStore(store)
@@ -433,29 +470,69 @@ def compute_metrics(
     _check_nonzero(sq.sum(axis=0), "whole vector")
     inv_norm = 1.0 / np.sqrt(sq.sum(axis=0))[:, None]
 
+    resampling = bootstrap is not None and bootstrap.enabled
+    if resampling:
+        draws = draw_items(layout.n_items, bootstrap.resamples, bootstrap.seed)
+        weights = item_weights(draws, layout.n_items)
+        layer_boot = np.full((2, bootstrap.resamples, n_layers), math.nan)
+        resampler = KeyRegionResampler(
+            weights,
+            n_lang,
+            n_layers,
+            z_threshold,
+            device=device,
+            dtype=bootstrap_dtype,
+            workers=workers,
+        )
+
     gram_total = np.zeros((n, n))
     layer_scores = np.full((n_layers, 2), math.nan)
     key_counts = np.zeros((n_lang, n_layers), dtype=np.int64)
     key_union = np.zeros(n_layers, dtype=np.int64)
     found: list[tuple[np.ndarray, ...]] = []
-    for m, blocks in groupby(store.iter_blocks(block_width), key=lambda b: b[0]):
-        gram = np.zeros((n, n))
-        for _, start, block in blocks:
-            gram += block @ block.T  # syrk, float64 whatever the store holds
-            block *= inv_norm  # globally normalised a_k(s_i), in place
-            z = zscores(contribution_scores(block, lang))
-            is_key = z > z_threshold
-            key_counts[:, m] += is_key.sum(axis=1)
-            key_union[m] += int(is_key.any(axis=0).sum())
-            l_idx, k_idx = np.nonzero(is_key)
-            found.append((l_idx, np.full(len(l_idx), m), k_idx + start, z[l_idx, k_idx]))
-        layer_scores[m] = lrds_sads(_rescale(gram, sq[m], store.layers[m]), lang, item)
-        gram_total += gram
+    try:
+        for m, blocks in groupby(store.iter_blocks(block_width), key=lambda b: b[0]):
+            gram = np.zeros((n, n))
+            for _, start, block in blocks:
+                gram += block @ block.T  # syrk, float64 whatever the store holds
+                block *= inv_norm  # globally normalised a_k(s_i), in place
+                z = zscores(contribution_scores(block, lang))
+                is_key = z > z_threshold
+                if resampling:  # queued: runs while the next block is read
+                    resampler.add(m, block, is_key)
+                key_counts[:, m] += is_key.sum(axis=1)
+                key_union[m] += int(is_key.any(axis=0).sum())
+                l_idx, k_idx = np.nonzero(is_key)
+                found.append((l_idx, np.full(len(l_idx), m), k_idx + start, z[l_idx, k_idx]))
+            layer_s = _rescale(gram, sq[m], store.layers[m])
+            layer_scores[m] = lrds_sads(layer_s, lang, item)
+            if resampling:
+                layer_boot[:, :, m] = resampled_lrds_sads(layer_s, n_lang, weights)
+            gram_total += gram
+        if resampling:
+            resampler.wait()
+    finally:
+        if resampling:
+            resampler.close()
 
     key_l, key_m, key_k, key_z = (np.concatenate(parts) for parts in zip(*found))
     order = np.lexsort((key_k, key_m, key_l))
     s = _rescale(gram_total, sq.sum(axis=0), "whole vector")
     lrds, sads = lrds_sads(s, lang, item)
+    boot = None
+    if resampling:
+        boot_lrds, boot_sads = resampled_lrds_sads(s, n_lang, weights)
+        boot = BootstrapResult(
+            settings=bootstrap,
+            draws=draws,
+            lrds=boot_lrds,
+            sads=boot_sads,
+            layer_lrds=layer_boot[0],
+            layer_sads=layer_boot[1],
+            key_counts=resampler.counts,
+            key_overlap=resampler.overlap,
+            full_sizes=key_counts.sum(axis=1),
+        )
     return MetricsResult(
         layout=layout,
         layer_names=list(store.layers),
@@ -472,6 +549,7 @@ def compute_metrics(
         key_layer=key_m[order].astype(np.int32),
         key_neuron=key_k[order].astype(np.int32),
         key_z=key_z[order].astype(np.float64),
+        bootstrap=boot,
     )
 
 

@@ -87,14 +87,30 @@ def extract(
 
 
 def metrics(
-    store_path: str | Path, outdir: str | Path, *, z_threshold: float, block_width: int
+    store_path: str | Path,
+    outdir: str | Path,
+    *,
+    z_threshold: float,
+    block_width: int,
+    bootstrap: dict[str, Any] | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
 ) -> None:
-    """activations.zarr → metrics.json, key_neurons.parquet, similarity map, figures."""
+    """activations.zarr → metrics.json, key_neurons.parquet, similarity map, figures;
+    with ``bootstrap`` (analysis.bootstrap) their intervals too (docs/method.md §10)."""
+    from lingua_franca.bootstrap import BootstrapSettings
     from lingua_franca.metrics import compute_metrics, write_outputs
     from lingua_franca.store import ActivationStore
 
     store = ActivationStore(store_path)
-    result = compute_metrics(store, z_threshold=z_threshold, block_width=block_width)
+    result = compute_metrics(
+        store,
+        z_threshold=z_threshold,
+        block_width=block_width,
+        bootstrap=BootstrapSettings(**bootstrap) if bootstrap else None,
+        device=device,
+        workers=threads,
+    )
     source = store.attrs.get("source", {})
     provenance = {
         key: store.attrs.get(key)
@@ -109,6 +125,17 @@ def metrics(
     title = f"{source.get('model', '?')} @ {source.get('checkpoint', '?')}"
     write_outputs(result, outdir, title=title, extra={"source": source, "provenance": provenance})
     log.info("%s: LRDS %.4f, SADS %.4f, SKLR %d", title, result.lrds, result.sads, result.sklr)
+    if result.bootstrap is not None:
+        ci = result.summary()["ci"]
+        log.info(
+            "%s: %g%% intervals over %d item resamples: LRDS %s, SADS %s, SKLR %s",
+            title,
+            100 * ci["level"],
+            ci["resamples"],
+            ci["lrds"],
+            ci["sads"],
+            ci["sklr"],
+        )
 
 
 def evaluate(
