@@ -130,3 +130,13 @@ def test_hub_model_defaults():
     assert (ckpt.revision, ckpt.step, ckpt.is_local) == ("global_step1000", 1000, False)
     assert cfg.models["bloom-7b1"].trust_remote_code is False
     assert cfg.toy is None and cfg.toy_models == []
+
+
+def test_lape_settings_default_and_range(demo):
+    from lingua_franca.lape import DEFAULTS
+
+    assert load_config(copy.deepcopy(demo)).analysis["lape"] == DEFAULTS
+    demo["analysis"]["lape"] = {"top_rate": 0.05}
+    assert load_config(copy.deepcopy(demo)).analysis["lape"]["filter_rate"] == 0.95
+    demo["analysis"]["lape"] = {"filter_rate": 0, "activation_bar_ratio": 1.5}
+    fails(demo, "analysis.lape.filter_rate", "analysis.lape.activation_bar_ratio")
