@@ -271,18 +271,21 @@ def interleaved(
     repeats: int,
     device,
     log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Run every variant once per round, the order rotated by one each round; seconds."""
+    """Run every variant once per round, the order rotated by one each round; seconds
+    of ``clock`` (wall by default; ``time.process_time`` counts this process's CPU time,
+    which other jobs on a loaded CPU-only machine disturb far less)."""
     names = list(variants)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             sync(device)
-            start = time.perf_counter()
+            start = clock()
             variants[name]()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
         log(
             f"  round {r + 1}/{repeats}: "
             + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names)
@@ -594,6 +597,13 @@ def main(argv=None) -> dict:
         help="run the reference on the first N probe items of every language "
         "only (default: all); compared per token",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="time variants by wall clock (default) or by this process's CPU time "
+        "(CPU device only: steadier on a machine shared with other jobs)",
+    )
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-store", action="store_true")
     parser.add_argument("--no-proto", action="store_true")
@@ -698,7 +708,11 @@ def main(argv=None) -> dict:
             else ""
         )
     )
-    times = interleaved(variants, args.repeats, args.device)
+    if args.clock == "cpu" and torch.device(args.device).type != "cpu":
+        raise SystemExit("--clock cpu measures CPU work only: use it with --device cpu")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(f"clock: {args.clock}")
+    times = interleaved(variants, args.repeats, args.device, clock=clock)
     tmp.cleanup()
     # the reference may run on a subset: compare throughputs (tokens/s), not times
     if "reference" in times:
@@ -750,6 +764,7 @@ def main(argv=None) -> dict:
         "reference_samples": len(ref_texts),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
+        "clock": args.clock,
         "seconds": times,
         "tokens_per_s": tps,
         "figures": {k: {**v, "label": labels[k]} for k, v in figures.items()},

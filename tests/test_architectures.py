@@ -492,3 +492,17 @@ def test_activation_called_twice_is_an_error():
     ):
         reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
     assert all_hooks(model) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_activity_counts_exact_over_long_samples(dtype):
+    """Counts past what half precision holds exactly (bf16: 256) come out exact."""
+    reader = NeuronReader(tiny_model("llama"), count_active=True)
+    tokens = 2601
+    x = torch.ones(2, tokens, 3, dtype=dtype)
+    x[:, ::7, 1] = -1  # 372 of 2601 negative (odd sums: inexact in bf16 and fp16)
+    x[:, :, 2] = 0
+    reader._mask = (torch.arange(tokens)[None] < torch.tensor([[tokens], [1001]])).bool()
+    reader._count(0, x)
+    expected = [[tokens, tokens - 372, 0], [1001, 1001 - 143, 0]]
+    assert reader._active[0].tolist() == expected and reader._active[0].dtype == torch.int32

@@ -253,6 +253,12 @@ class Pooled(NamedTuple):
     n_tokens: torch.Tensor  # (batch,) int32 real tokens
 
 
+#: Half-precision dtypes → the largest n such that every integer 0 … n is exact in them
+#: (8 and 11 significant bits): counts over chunks of n tokens stay exact whatever the
+#: matrix product accumulates in.
+_EXACT_COUNT = {torch.bfloat16: 256, torch.float16: 2048}
+
+
 class NeuronReader:
     """Mean-pool every layer's neurons over each sample's real tokens, inside the hook,
     and (``count_active``) count the real tokens at which each activation value is > 0
@@ -288,9 +294,11 @@ class NeuronReader:
             self._count(layer, x)
 
     def _count(self, layer: int, x: torch.Tensor) -> None:
-        """Real tokens at which each value is > 0.  The 0/1 indicator is written straight
-        into float32 (a bool tensor, then a cast, costs ~3× more on the CPU) and summed
-        by the mask product, exact below 2^24 tokens; padding gets weight 0."""
+        """Real tokens at which each value is > 0: a 0/1 indicator summed by the mask
+        product.  The indicator is written straight into a float tensor (a bool tensor
+        and a cast cost ~3× more on the CPU), in half precision when the model runs in
+        it (less memory traffic: ~1.8× faster in bf16), over token chunks short enough
+        that every partial sum is an integer the dtype holds exactly (``_EXACT_COUNT``)."""
         if layer in self._active:
             raise NeuronModuleError(
                 f"{self.activity.site.pattern} ran twice in layer {layer} during one forward"
@@ -298,9 +306,17 @@ class NeuronReader:
         mask = self._mask.to(x.device)
         if x.dim() == 2:
             x = x.reshape(*mask.shape, -1)
-        positive = torch.gt(x, 0, out=torch.empty(x.shape, dtype=torch.float32, device=x.device))
-        weights = mask.to(torch.float32)[:, None, :]
-        self._active[layer] = torch.bmm(weights, positive)[:, 0].round_().to(torch.int32)
+        dtype = x.dtype if x.dtype in _EXACT_COUNT else torch.float32
+        chunk = _EXACT_COUNT.get(dtype, 1 << 24)
+        positive = torch.gt(x, 0, out=torch.empty(x.shape, dtype=dtype, device=x.device))
+        weights = mask.to(dtype)[:, None, :]
+        total = torch.zeros(x.shape[0], x.shape[-1], dtype=torch.int32, device=x.device)
+        for start in range(0, x.shape[1], chunk):
+            part = torch.bmm(
+                weights[..., start : start + chunk], positive[:, start : start + chunk]
+            )
+            total += part[:, 0].to(torch.int32)
+        self._active[layer] = total
 
     def __enter__(self) -> Self:
         for layer in range(len(self.site)):
