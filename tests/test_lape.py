@@ -1,5 +1,6 @@
 """LAPE (docs/method.md §9) against a direct, slow transcription of the definition."""
 
+import json
 import math
 
 import numpy as np
@@ -236,3 +237,4 @@ def test_summary_and_counts(tmp_path):
     assert summary["selected"] == len(result.selected) == 8
     assert summary["top_rate"] == 0.1 and summary["filter_rate"] == DEFAULTS["filter_rate"]
     assert (table.score >= 0).all() and (table.p > result.activation_bar).all()
+    assert json.loads(json.dumps(summary, allow_nan=False))["cut"] == result.cut
