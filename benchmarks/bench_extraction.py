@@ -14,7 +14,10 @@ tokens per second.  Variants, all on the same random-weight model and probe:
   exactly the batches extraction forms (same length sorting, same right padding),
   pre-tokenized and pre-padded: the floor extraction can reach.
 - ``extraction``: ``activations.pooled_neurons`` end to end (tokenizing, padding,
-  pooling inside the hooks, the finiteness check, copying rows out).
+  pooling inside the hooks, counting each neuron's active tokens for LAPE, the
+  finiteness check, copying rows out).
+- ``no_counts``: the same with ``count_active=False`` (means only, as before issue 15):
+  ``extraction`` / ``no_counts`` is what counting the active tokens costs (goal ≥ 0.95).
 - ``store``: ``activations.extract_to_store`` end to end (the above plus the weights
   fingerprint, provenance and the zarr write), into a temporary folder.
 - ``reference``: the paper's code (X-LANCE/LinguaFranca ``generate_hidden_states_bloom``):
@@ -39,7 +42,9 @@ benchmark (perplexity needs every token's logits).  The ``reference``'s ``genera
 runs the head on the last position only (transformers 5 passes ``logits_to_keep=1``;
 older versions computed every position's logits, so the paper's runs paid more).
 ``--full-560m`` is the real shape (24 layers, vocab 250,880), by default in bfloat16
-on cuda.
+on cuda.  ``--arch llama`` builds a random-weight LLaMA of the same hidden size, heads
+and layers instead, with LLaMA-2's MLP ratio (intermediate 2.6875 × hidden: 2,752 for
+1,024): a gated MLP, where LAPE's activity is read by a second hook on ``mlp.act_fn``.
 
 Tokenizer: a byte-level BPE (vocabulary 32,000) trained in ~1 s on the embedded
 training corpus (``resources/corpus/train_part*.tsv``; the probe is not in it), so the
@@ -80,7 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from lingua_franca import activations as act
-from lingua_franca.architectures import NeuronReader, find_neurons
+from lingua_franca.architectures import NeuronReader, find_activity, find_neurons
 from lingua_franca.corpora.parallel import read_parallel_tsv
 from lingua_franca.corpora.probe import make_probe, sample_items
 
@@ -101,6 +106,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="BLOOM-560m's real shape (24 layers, vocab 250880); "
         "device cuda and dtype bfloat16 unless given",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=["bloom", "llama"],
+        default="bloom",
+        help="bloom (default) or llama: a gated MLP of LLaMA-2's width ratio",
     )
     parser.add_argument(
         "--layers", type=int, help=f"default {SCALED[0]} ({FULL_560M[0]} with --full-560m)"
@@ -181,23 +192,38 @@ def build_tokenizer(args: argparse.Namespace):
 
 
 def build_model(args: argparse.Namespace, tokenizer):
-    """Random-weight BLOOM of the requested shape, seeded, in eval mode on the device."""
-    from transformers import BloomConfig, BloomForCausalLM
+    """Random-weight BLOOM (or LLaMA, ``--arch``) of the requested shape, seeded, in eval
+    mode on the device."""
+    from transformers import AutoModelForCausalLM, BloomConfig, LlamaConfig
 
     if args.vocab < len(tokenizer):
         raise SystemExit(f"--vocab {args.vocab} is smaller than the tokenizer's {len(tokenizer)}")
-    config = BloomConfig(
-        vocab_size=args.vocab,
-        hidden_size=args.hidden,
-        n_layer=args.layers,
-        n_head=args.heads,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-    )
+    tokens = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.eos_token_id,
+    }
+    if getattr(args, "arch", "bloom") == "llama":
+        config = LlamaConfig(
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            intermediate_size=round(args.hidden * 11008 / 4096 / 32) * 32,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.heads,
+            num_key_value_heads=args.heads,
+            **tokens,
+        )
+    else:
+        config = BloomConfig(
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            n_layer=args.layers,
+            n_head=args.heads,
+            **tokens,
+        )
     torch.manual_seed(args.seed)
     with torch.device(args.device):
-        model = BloomForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     model = model.to(dtype=getattr(torch, args.dtype)).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
@@ -206,10 +232,12 @@ def build_model(args: argparse.Namespace, tokenizer):
 def describe_model(model) -> str:
     c = model.config
     n = sum(p.numel() for p in model.parameters())
+    width = getattr(c, "intermediate_size", None) or 4 * c.hidden_size
+    layers = c.num_hidden_layers
     return (
-        f"random-weight BLOOM: {c.n_layer} layers, hidden {c.hidden_size}, {c.n_head} heads, "
-        f"MLP {4 * c.hidden_size}, vocab {c.vocab_size:,}; {n / 1e6:.1f}M parameters "
-        f"(K = {c.n_layer * 4 * c.hidden_size:,} neurons); "
+        f"random-weight {c.model_type.upper()}: {layers} layers, hidden {c.hidden_size}, "
+        f"{c.num_attention_heads} heads, MLP {width}, vocab {c.vocab_size:,}; "
+        f"{n / 1e6:.1f}M parameters (K = {layers * width:,} neurons); "
         f"{next(model.parameters()).dtype} on {next(model.parameters()).device}"
     )
 
@@ -243,18 +271,21 @@ def interleaved(
     repeats: int,
     device,
     log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Run every variant once per round, the order rotated by one each round; seconds."""
+    """Run every variant once per round, the order rotated by one each round; seconds
+    of ``clock`` (wall by default; ``time.process_time`` counts this process's CPU time,
+    which other jobs on a loaded CPU-only machine disturb far less)."""
     names = list(variants)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             sync(device)
-            start = time.perf_counter()
+            start = clock()
             variants[name]()
             sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
         log(
             f"  round {r + 1}/{repeats}: "
             + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names)
@@ -293,11 +324,18 @@ def bare_forward(body, padded) -> None:
         body(input_ids=input_ids, attention_mask=mask, use_cache=False)
 
 
-def run_extraction(model, tokenizer, texts, batch_size) -> list[np.ndarray]:
+def run_extraction(model, tokenizer, texts, batch_size, count_active=True) -> list[np.ndarray]:
     blocks = list(
-        act.pooled_neurons(model, tokenizer, texts, batch_size=batch_size, progress=False)
+        act.pooled_neurons(
+            model,
+            tokenizer,
+            texts,
+            batch_size=batch_size,
+            progress=False,
+            count_active=count_active,
+        )
     )
-    return [np.concatenate([b[m] for b in blocks]) for m in range(len(blocks[0]))]
+    return [np.concatenate([b.means[m] for b in blocks]) for m in range(len(blocks[0].means))]
 
 
 def run_store(model, tokenizer, probe, batch_size, folder: Path) -> None:
@@ -347,15 +385,22 @@ def proto_extract_to_store(
             neuron_module=neuron_module,
             progress=False,
         )
+        activity = find_activity(model, neuron_module).attrs()
         with closing(blocks):
             first = next(blocks)
-            widths = [a.shape[1] for a in first]
+            widths = [a.shape[1] for a in first.means]
             with StoreWriter(
-                path, langs, items, widths, attrs=dict(attrs or {}), dtype=store_dtype
+                path,
+                langs,
+                items,
+                widths,
+                attrs=dict(attrs or {}),
+                dtype=store_dtype,
+                activity=activity,
             ) as writer:
-                writer.write(first)
+                writer.write(*first)
                 for block in blocks:
-                    writer.write(block)
+                    writer.write(*block)
                 writer.attrs.update({**meta.result(), **(attrs or {})})
     return Path(path)
 
@@ -372,6 +417,8 @@ def same_store(model, tokenizer, probe, batch_size) -> bool:
         same = dict(ga.attrs) == dict(gb.attrs)
         for name, array in ga.arrays():
             same &= bool(np.array_equal(array[:], gb[name][:]))
+        for name, array in ga["active"].arrays():
+            same &= bool(np.array_equal(array[:], gb["active"][name][:]))
         return same
 
 
@@ -550,6 +597,13 @@ def main(argv=None) -> dict:
         help="run the reference on the first N probe items of every language "
         "only (default: all); compared per token",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="time variants by wall clock (default) or by this process's CPU time "
+        "(CPU device only: steadier on a machine shared with other jobs)",
+    )
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-store", action="store_true")
     parser.add_argument("--no-proto", action="store_true")
@@ -606,6 +660,8 @@ def main(argv=None) -> dict:
     # correctness first (also warms every path up)
     ours = run_extraction(model, tokenizer, texts, args.batch_size)
     checks = {}
+    plain = run_extraction(model, tokenizer, texts, args.batch_size, count_active=False)
+    checks["no_counts_same_means"] = all(np.array_equal(a, b) for a, b in zip(ours, plain))
     if not args.no_proto:
         proto = run_proto(model, tokenizer, texts, args.batch_size)
         checks["proto_max_abs_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(ours, proto))
@@ -628,6 +684,7 @@ def main(argv=None) -> dict:
     variants: dict[str, Callable[[], object]] = {
         "bare": lambda: bare_forward(model.base_model, padded),
         "extraction": lambda: run_extraction(model, tokenizer, texts, args.batch_size),
+        "no_counts": lambda: run_extraction(model, tokenizer, texts, args.batch_size, False),
     }
     tmp = tempfile.TemporaryDirectory(prefix="bench_extraction_")
     if not args.no_store:
@@ -651,14 +708,22 @@ def main(argv=None) -> dict:
             else ""
         )
     )
-    times = interleaved(variants, args.repeats, args.device)
+    if args.clock == "cpu" and torch.device(args.device).type != "cpu":
+        raise SystemExit("--clock cpu measures CPU work only: use it with --device cpu")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(f"clock: {args.clock}")
+    times = interleaved(variants, args.repeats, args.device, clock=clock)
     tmp.cleanup()
     # the reference may run on a subset: compare throughputs (tokens/s), not times
     if "reference" in times:
         times["reference"] = [t / ref_share for t in times["reference"]]
     tps = {name: n_tokens / statistics.median(t) for name, t in times.items()}
 
-    figures = {"extraction_vs_bare": ratio(times, "extraction", "bare")}
+    figures = {
+        "extraction_vs_bare": ratio(times, "extraction", "bare"),
+        "counts_vs_no_counts": ratio(times, "extraction", "no_counts"),
+        "no_counts_vs_bare": ratio(times, "no_counts", "bare"),
+    }
     if "store" in times:
         figures["store_vs_bare"] = ratio(times, "store", "bare")
     if "proto" in times:
@@ -675,6 +740,8 @@ def main(argv=None) -> dict:
     )
     labels = {
         "extraction_vs_bare": "extraction / bare body forward (aim >= 0.9)",
+        "counts_vs_no_counts": "extraction with activity counts / without (goal >= 0.95)",
+        "no_counts_vs_bare": "extraction without activity counts / bare body forward",
         "store_vs_bare": "extract_to_store / bare body forward",
         "proto_vs_bare": "prototype (matmul pooling, 2 syncs a batch) / bare body forward",
         "proto_vs_extraction": "prototype (matmul pooling, 2 syncs a batch) / extraction",
@@ -697,6 +764,7 @@ def main(argv=None) -> dict:
         "reference_samples": len(ref_texts),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
+        "clock": args.clock,
         "seconds": times,
         "tokens_per_s": tps,
         "figures": {k: {**v, "label": labels[k]} for k, v in figures.items()},

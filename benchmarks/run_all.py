@@ -19,6 +19,8 @@ interleaved inside one benchmark; see benchmarks/README.md).
   BLOOM-7b1-shaped store (900 × 30 × 16384), with and without bootstrap intervals,
   and the reference pair loop against the closed form.  ``--quick``: 10 of the 30
   layers, a 4096-neuron reference slice.
+- lape (``bench_lape.py``): compute_lape's time and peak memory on a synthetic
+  BLOOM-7b1-shaped store with activity counts.  ``--quick``: 10 of the 30 layers.
 - planning (``bench_planning.py``, another engineer's, if present): ``snakemake -n`` on
   a 50 models × 20 checkpoints × 9 languages config (3 runs; ``--quick``: 1), against
   snakemake's bare start-up.
@@ -41,9 +43,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("extraction", "ablation", "metrics", "planning")
+BENCHMARKS = ("extraction", "ablation", "metrics", "lape", "planning")
 SCALED_METRICS = ["--layers", "10", "--ref-neurons", "4096"]
 SCALED_PLANNING = ["--repeat", "1"]
+SCALED_LAPE = ["--layers", "10"]
 
 
 def load() -> list[float]:
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="metrics on 10 of BLOOM-7b1's 30 layers, planning run once",
+        help="metrics and lape on 10 of BLOOM-7b1's 30 layers, planning run once",
     )
     parser.add_argument(
         "--only",
@@ -218,9 +221,13 @@ def main(argv=None) -> int:
                 results[key] = {**entry, "skipped": f"{script.name} not present"}
                 continue
             print(f"\n-- {key}", flush=True)
-            if name in ("extraction", "ablation"):
+            if name in ("extraction", "ablation", "lape"):
                 out = Path(tmp) / f"{key}.json"
-                cmd = [sys.executable, str(script), *common, "--json", str(out), *extra]
+                if name == "lape":
+                    scale = SCALED_LAPE if args.quick else []
+                    cmd = [sys.executable, str(script), *scale, "--json", str(out), *extra]
+                else:
+                    cmd = [sys.executable, str(script), *common, "--json", str(out), *extra]
                 rc, _, seconds = run(cmd, capture=False)
                 report = json.loads(out.read_text()) if rc == 0 and out.exists() else {}
                 figures = report.get("figures", {})

@@ -93,7 +93,7 @@ def linear(module, x):
     return x @ module.weight.T + (0 if module.bias is None else module.bias)
 
 
-def _act(name):
+def act(name):
     return {
         "silu": lambda t: t * torch.sigmoid(t),
         "gelu": F.gelu,
@@ -105,7 +105,7 @@ def _act(name):
 
 def _gated(layer, x, config):
     mlp = layer.mlp
-    return _act(config.hidden_act)(linear(mlp.gate_proj, x)) * linear(mlp.up_proj, x)
+    return act(config.hidden_act)(linear(mlp.gate_proj, x)) * linear(mlp.up_proj, x)
 
 
 # arch → (module whose input is the MLP input, neurons by hand, output projection, Conv1D?)
@@ -119,7 +119,7 @@ HAND = {
     "llama": ("mlp", _gated, "mlp.down_proj", False),
     "gpt_neox": (
         "mlp",
-        lambda l, x, c: _act(c.hidden_act)(linear(l.mlp.dense_h_to_4h, x)),
+        lambda l, x, c: act(c.hidden_act)(linear(l.mlp.dense_h_to_4h, x)),
         "mlp.dense_4h_to_h",
         False,
     ),
@@ -129,8 +129,8 @@ HAND = {
         "mlp.c_proj",
         True,
     ),
-    "opt": ("fc1", lambda l, x, c: _act(c.activation_function)(linear(l.fc1, x)), "fc2", False),
-    "xglm": ("fc1", lambda l, x, c: _act(c.activation_function)(linear(l.fc1, x)), "fc2", False),
+    "opt": ("fc1", lambda l, x, c: act(c.activation_function)(linear(l.fc1, x)), "fc2", False),
+    "xglm": ("fc1", lambda l, x, c: act(c.activation_function)(linear(l.fc1, x)), "fc2", False),
 }
 HAND["bloom_tp2"] = HAND["bloom"]
 HAND["mistral"] = HAND["qwen2"] = HAND["gemma"] = HAND["llama"]

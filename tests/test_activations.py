@@ -13,13 +13,14 @@ from lingua_franca.activations import (
     pooled_neurons,
     tokenize,
 )
+from lingua_franca.metrics import compute_metrics
 from lingua_franca.models import (
     WeightsError,
     load_model,
     unreadable_weight_files,
     weights_fingerprint,
 )
-from lingua_franca.store import ActivationStore
+from lingua_franca.store import ActivationStore, StoreError
 
 TEXTS = ["the cat", CORPUS[4], "le chat dort", CORPUS[1], "a", CORPUS[0], "el perro come en la"]
 
@@ -51,7 +52,7 @@ def probe_frame(texts=TEXTS):
 def extract(model, tokenizer, texts=TEXTS, **kw):
     kw.setdefault("progress", False)
     blocks = list(pooled_neurons(model, tokenizer, texts, **kw))
-    return [np.concatenate(layer) for layer in zip(*blocks)]
+    return [np.concatenate(layer) for layer in zip(*(b.means for b in blocks))]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -235,3 +236,102 @@ def test_bad_dtype_is_rejected(tmp_path, tokenizer):
 def test_empty_text_is_an_error(tokenizer):
     with pytest.raises(ValueError, match="row 1: the text has no tokens"):
         extract(tiny_model("gpt2"), tokenizer, ["the cat", ""])
+
+
+# ------------------------------------------------------ activity counts for LAPE (§9)
+
+
+def counts(model, tokenizer, texts=TEXTS, **kw):
+    kw.setdefault("progress", False)
+    blocks = list(pooled_neurons(model, tokenizer, texts, **kw))
+    active = [np.concatenate(layer) for layer in zip(*(b.active for b in blocks))]
+    return active, np.concatenate([b.n_tokens for b in blocks])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_activity_counts_batched_equal_one_sample_at_a_time(arch, tokenizer):
+    model = tiny_model(arch)
+    lengths = [len(x) for x in tokenize(tokenizer, TEXTS)]
+    assert len(set(lengths)) > 3  # batches carry padding of different lengths
+    single, n_single = counts(model, tokenizer, batch_size=1, sort_window=1)
+    batched, n_batched = counts(model, tokenizer, batch_size=3, sort_window=4)
+    assert n_single.tolist() == n_batched.tolist() == lengths and n_batched.dtype == np.int32
+    for a, b in zip(single, batched):
+        assert a.dtype == b.dtype == np.int32 and a.shape == (len(TEXTS), a.shape[1])
+        np.testing.assert_array_equal(b, a)
+        assert (b <= n_batched[:, None]).all() and 0 < b.sum() < (
+            n_batched[:, None] * b.shape[1]
+        ).sum()
+    assert all_hooks(model) == 0
+
+
+def test_extraction_without_counts(tokenizer):
+    blocks = list(
+        pooled_neurons(tiny_model("gpt2"), tokenizer, TEXTS, progress=False, count_active=False)
+    )
+    assert all(b.active is None for b in blocks)
+
+
+def test_store_holds_activity_counts(tmp_path, tokenizer):
+    model = tiny_model("llama")
+    path = tmp_path / "activations.zarr"
+    extract_to_store(model, tokenizer, probe_frame(), path, batch_size=3, progress=False)
+    store = ActivationStore(path)
+    assert store.has_activity
+    active, n_tokens = counts(model, tokenizer, batch_size=1)
+    np.testing.assert_array_equal(store.n_tokens(), n_tokens)
+    for layer, expected in enumerate(active):
+        array = store.group[f"active/{store.layers[layer]}"]
+        assert array.dtype == np.int32 and array.shape == expected.shape
+        np.testing.assert_array_equal(array[:], expected)
+    blocks = list(store.iter_active_blocks(block_width=16))
+    assert [(m, start) for m, start, _ in blocks] == [
+        (0, 0),
+        (0, 16),
+        (0, 32),
+        (1, 0),
+        (1, 16),
+        (1, 32),
+    ]
+    np.testing.assert_array_equal(
+        np.concatenate([b for m, _, b in blocks if m == 1], axis=1), active[1]
+    )
+    activity = store.attrs["activity"]
+    assert activity["pattern"] == "model.layers.{layer}.mlp.act_fn"
+    assert (activity["kind"], activity["active"]) == ("gate_activation", "value > 0")
+
+
+def test_store_without_counts_serves_zscores_but_not_lape(tmp_path, tokenizer):
+    """A store written before activity counts (no `active` group) is reported as needing
+    re-extraction for LAPE only."""
+    from lingua_franca.lape import compute_lape
+
+    langs, items = ["eng", "fra", "deu"], ["a", "b", "c", "d"]
+    probe = pd.DataFrame(
+        {
+            "row": range(12),
+            "lang": [lang for lang in langs for _ in items],
+            "item": items * 3,
+            "text": [CORPUS[i % 5] + " " + lang for lang in langs for i in range(4)],
+        }
+    )
+    path = tmp_path / "old.zarr"
+    extract_to_store(
+        tiny_model("bloom"),
+        tokenizer,
+        probe,
+        path,
+        batch_size=4,
+        progress=False,
+        count_active=False,
+    )
+    store = ActivationStore(path)
+    assert not store.has_activity and "activity" not in store.attrs and "active" not in store.group
+    with pytest.raises(
+        StoreError, match="no activity counts.*rerun the extraction to compute LAPE"
+    ):
+        compute_lape(path)
+    with pytest.raises(StoreError, match="z-score metrics still run"):
+        store.n_tokens()
+    result = compute_metrics(path, z_threshold=0.5)
+    assert np.isfinite(result.lrds) and result.key_counts.shape == (3, 2)

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from helpers import ARCHS, HAND, HIDDEN, all_hooks, batch, linear, tiny_model
+from helpers import ARCHS, HAND, HIDDEN, act, all_hooks, batch, linear, tiny_model
 from lingua_franca import architectures
 from lingua_franca.architectures import NeuronModuleError, NeuronReader, find_neurons, zero_neurons
 from torch import nn
@@ -201,3 +201,136 @@ def test_inf_at_a_padding_position_stays_out_of_the_mean():
     reader._pool(0, x)
     expected = torch.stack([x[0].mean(0), x[1, :2].mean(0)])
     assert torch.allclose(reader._pooled[0], expected)
+
+
+# ------------------------------------------------------------ LAPE's activation value (§9)
+
+GATED_ARCHS = ("llama", "mistral", "qwen2", "gemma")
+
+
+def _gate_activation(layer, x, config):
+    return act(config.hidden_act)(linear(layer.mlp.gate_proj, x))
+
+
+def hand_activation(arch):
+    """The value LAPE counts, by hand: act_fn(gate_proj(x)) for gated MLPs, else the neuron."""
+    return _gate_activation if arch in GATED_ARCHS else HAND[arch][1]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_activity_site(arch):
+    model = tiny_model(arch)
+    activity = architectures.find_activity(model)
+    if arch in GATED_ARCHS:
+        assert activity.kind == "gate_activation" and activity.site.side == "output"
+        assert activity.site.pattern == "model.layers.{layer}.mlp.act_fn"
+    else:  # BLOOM's GeLU output, and the input of the output projection elsewhere
+        assert activity.kind == "neuron"
+        assert activity.site == find_neurons(model)
+        assert activity.site.pattern == EXPECTED_PATTERN[arch]
+    assert activity.attrs()["pattern"] == activity.site.pattern
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_activity_counts_equal_hand_computation(arch):
+    """Real tokens at which the activation value is > 0, from the layer's weights."""
+    model = tiny_model(arch)
+    mlp_input = HAND[arch][0]
+    ids, mask = batch(lengths=(7, 4, 1))
+    layers = architectures.decoder_layers(model)[1]
+    captured = {}
+    handles = [
+        layer.get_submodule(mlp_input).register_forward_pre_hook(
+            lambda m, args, i=i: captured.__setitem__(i, args[0].detach().clone())
+        )
+        for i, layer in enumerate(layers)
+    ]
+    try:
+        with NeuronReader(model, count_active=True) as reader, torch.no_grad():
+            got = reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
+    finally:
+        for h in handles:
+            h.remove()
+    assert got.n_tokens.tolist() == [7, 4, 1] and got.n_tokens.dtype == torch.int32
+    for i, layer in enumerate(layers):
+        x = captured[i].reshape(*ids.shape, -1)
+        with torch.no_grad():
+            value = hand_activation(arch)(layer, x, model.config)
+            neurons = HAND[arch][1](layer, x, model.config)
+        expected = ((value > 0) & mask[..., None].bool()).sum(1).to(torch.int32)
+        assert got.active[i].dtype == torch.int32
+        assert torch.equal(got.active[i], expected)
+        assert 0 < int(expected.sum()) < int(mask.sum()) * value.shape[-1]  # not all or none
+        by_neuron = ((neurons > 0) & mask[..., None].bool()).sum(1).to(torch.int32)
+        if arch in GATED_ARCHS:  # the product with up_proj has other signs
+            assert not torch.equal(got.active[i], by_neuron)
+        else:
+            assert torch.equal(got.active[i], by_neuron)
+    assert all_hooks(model) == 0
+
+
+def test_activity_ignores_padding_values():
+    """Positive values at padding positions never count (the mask, not the values)."""
+    reader = NeuronReader(tiny_model("llama"), count_active=True)
+    x = torch.tensor([[[1.0, -1.0], [2.0, 0.0], [3.0, 5.0]], [[-1.0, 1.0], [9.0, 9.0], [9.0, 9.0]]])
+    reader._mask = torch.tensor([[1, 1, 1], [1, 0, 0]]).bool()
+    reader._count(0, x)
+    assert reader._active[0].tolist() == [[3, 1], [0, 1]]  # 0 is not > 0
+
+
+def test_gated_activity_found_without_the_table(monkeypatch):
+    monkeypatch.setattr(architectures, "ACTIVATION_KNOWN", {})
+    activity = architectures.find_activity(tiny_model("qwen2"))
+    assert activity.kind == "gate_activation"
+    assert activity.site.pattern == "model.layers.{layer}.mlp.act_fn"
+
+
+def test_override_counts_the_neuron_itself():
+    """A neuron_module override names the neurons only: activity falls back to them."""
+    model = tiny_model("llama")
+    pattern = "model.layers.{layer}.mlp.down_proj"
+    activity = architectures.find_activity(model, pattern)
+    assert activity.kind == "neuron" and "override" in activity.attrs()["note"]
+    ids, mask = batch()
+    with NeuronReader(model, pattern, count_active=True) as reader, torch.no_grad():
+        got = reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
+    with NeuronReader(model, count_active=True) as reader, torch.no_grad():
+        gated = reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
+    assert not torch.equal(got.active[0], gated.active[0])
+    assert all(torch.equal(a, b) for a, b in zip(got.means, gated.means))
+
+
+def test_shared_activation_module_falls_back_to_the_neuron():
+    model = tiny_model("llama")
+    shared = model.model.layers[0].mlp.act_fn
+    for layer in model.model.layers:
+        layer.mlp.act_fn = shared
+    activity = architectures.find_activity(model)
+    assert activity.kind == "neuron" and "of its own" in activity.note
+
+
+def test_activation_called_twice_is_an_error():
+    model = tiny_model("llama")
+    mlp = model.model.layers[1].mlp
+    mlp.forward = lambda x: mlp.down_proj(mlp.act_fn(mlp.gate_proj(x)) * mlp.act_fn(x[..., :1]))
+    ids, mask = batch()
+    with (
+        NeuronReader(model, count_active=True) as reader,
+        pytest.raises(NeuronModuleError, match="ran twice in layer 1"),
+    ):
+        reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
+    assert all_hooks(model) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_activity_counts_exact_over_long_samples(dtype):
+    """Counts past what half precision holds exactly (bf16: 256) come out exact."""
+    reader = NeuronReader(tiny_model("llama"), count_active=True)
+    tokens = 2601
+    x = torch.ones(2, tokens, 3, dtype=dtype)
+    x[:, ::7, 1] = -1  # 372 of 2601 negative (odd sums: inexact in bf16 and fp16)
+    x[:, :, 2] = 0
+    reader._mask = (torch.arange(tokens)[None] < torch.tensor([[tokens], [1001]])).bool()
+    reader._count(0, x)
+    expected = [[tokens, tokens - 372, 0], [1001, 1001 - 143, 0]]
+    assert reader._active[0].tolist() == expected and reader._active[0].dtype == torch.int32

@@ -214,3 +214,13 @@ def test_toy_settings_training_would_refuse(demo):
     fails(demo, "models.toy-bloom-s.toy.num_heads: 5 does not divide hidden_size (64)")
     toy["num_heads"], toy["intermediate_size"] = 4, 100
     fails(demo, "models.toy-bloom-s.toy.intermediate_size: BLOOM's MLP width is 4 × hidden_size")
+
+
+def test_lape_settings_default_and_range(demo):
+    from lingua_franca.lape import DEFAULTS
+
+    assert load_config(copy.deepcopy(demo)).analysis["lape"] == DEFAULTS
+    demo["analysis"]["lape"] = {"top_rate": 0.05}
+    assert load_config(copy.deepcopy(demo)).analysis["lape"]["filter_rate"] == 0.95
+    demo["analysis"]["lape"] = {"filter_rate": 0, "activation_bar_ratio": 1.5}
+    fails(demo, "analysis.lape.filter_rate", "analysis.lape.activation_bar_ratio")

@@ -1,4 +1,5 @@
-"""Batched extraction: one mean-pooled neuron vector per sample and layer (docs/method.md §2).
+"""Batched extraction: one mean-pooled neuron vector per sample and layer (docs/method.md §2),
+and, in the same forward, the activity counts LAPE needs (docs/method.md §9).
 
 Batches are right-padded by hand (left padding shifts absolute positions in GPT-2,
 OPT and XGLM) and the attention mask keeps padding out of both the model and the
@@ -13,18 +14,27 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from functools import partial
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .architectures import NeuronReader, find_neurons
+from .architectures import NeuronReader, find_activity, find_neurons
 from .corpora.probe import PROBE_COLUMNS
 from .models import provenance_attrs
 from .store import StoreWriter
+
+
+class RowBlock(NamedTuple):
+    """Rows in input order: per layer (rows, width) means and activity counts."""
+
+    means: list[np.ndarray]  # float32
+    active: list[np.ndarray] | None  # int32 real tokens with activation value > 0
+    n_tokens: np.ndarray  # (rows,) int32 real tokens
 
 
 class NonFiniteActivationError(FloatingPointError):
@@ -63,8 +73,10 @@ def pooled_neurons(
     names: Sequence[str] | None = None,
     sort_window: int = 256,
     progress: bool = True,
-) -> Iterator[list[np.ndarray]]:
-    """Yield blocks of rows, in input order: one (rows, width) float32 array per layer.
+    count_active: bool = True,
+) -> Iterator[RowBlock]:
+    """Yield blocks of rows, in input order: per layer, (rows, width) float32 means and
+    (``count_active``) int32 counts of real tokens with activation value > 0.
 
     ``names`` label samples in errors (default "row i").  Rows are sorted by length
     inside each window of ``sort_window`` rows (1 disables sorting); a window is the
@@ -80,24 +92,37 @@ def pooled_neurons(
     body = _body(model)
     window = max(sort_window, batch_size, 1)
     bar = tqdm(total=len(ids), unit="sample", desc="activations", disable=not progress)
-    with NeuronReader(model, neuron_module) as reader, torch.inference_mode(), bar:
+    reader = NeuronReader(model, neuron_module, count_active=count_active)
+    with reader, torch.inference_mode(), bar:
         for start in range(0, len(ids), window):
             rows = range(start, min(start + window, len(ids)))
             order = sorted(rows, key=lambda r: -len(ids[r])) if sort_window > 1 else list(rows)
-            block: list[np.ndarray] | None = None
+            block: RowBlock | None = None
             for b in range(0, len(order), batch_size):
                 batch = order[b : b + batch_size]
                 input_ids, mask = right_pad([ids[r] for r in batch], pad_id)
                 input_ids, mask = input_ids.to(device), mask.to(device)
                 forward = partial(body, input_ids=input_ids, attention_mask=mask, use_cache=False)
-                pooled = reader.pooled(forward, mask)
-                _check_finite(pooled, [names[r] for r in batch])
+                got = reader.read(forward, mask)
+                _check_finite(got.means, [names[r] for r in batch])
                 if block is None:
-                    block = [np.empty((len(rows), p.shape[1]), np.float32) for p in pooled]
-                for layer, p in enumerate(pooled):
-                    block[layer][[r - start for r in batch]] = p.cpu().numpy()
+                    block = _empty_block(len(rows), [p.shape[1] for p in got.means], count_active)
+                at = [r - start for r in batch]
+                for layer, p in enumerate(got.means):
+                    block.means[layer][at] = p.cpu().numpy()
+                for layer, a in enumerate(got.active or []):
+                    block.active[layer][at] = a.cpu().numpy()
+                block.n_tokens[at] = got.n_tokens.cpu().numpy()
                 bar.update(len(batch))
             yield block
+
+
+def _empty_block(rows: int, widths: list[int], count_active: bool) -> RowBlock:
+    return RowBlock(
+        [np.empty((rows, w), np.float32) for w in widths],
+        [np.empty((rows, w), np.int32) for w in widths] if count_active else None,
+        np.empty(rows, np.int32),
+    )
 
 
 def _check_finite(pooled: list[torch.Tensor], names: list[str]) -> None:
@@ -120,8 +145,10 @@ def extract_to_store(
     attrs: dict[str, Any] | None = None,
     progress: bool = True,
     store_dtype: str = "float32",
+    count_active: bool = True,
 ) -> Path:
-    """Pool every probe row through ``model`` into an activation store at ``path``.
+    """Pool every probe row through ``model`` into an activation store at ``path``,
+    with the activity counts for LAPE unless ``count_active`` is false.
 
     ``probe`` is a DataFrame with columns row, lang, item, text in row order.  The
     store carries ``provenance_attrs`` (weights fingerprint, tokenizer, dtype, config
@@ -147,6 +174,7 @@ def extract_to_store(
         neuron_module=neuron_module,
         names=names,
         progress=progress,
+        count_active=count_active,
     )
     settings = {
         "add_special_tokens": add_special_tokens,
@@ -155,11 +183,13 @@ def extract_to_store(
         "pooling": "mean over real tokens",
     }
     meta = {**provenance_attrs(model, tokenizer, **settings), **(attrs or {})}
+    activity = find_activity(model, neuron_module).attrs() if count_active else None
     with closing(blocks):  # closing the generator removes its hooks, also on error
         first = next(blocks)  # widths come from the data, so any hooked module works
-        widths = [a.shape[1] for a in first]
-        with StoreWriter(path, langs, items, widths, attrs=meta, dtype=store_dtype) as writer:
-            writer.write(first)
-            for block in blocks:
-                writer.write(block)
+        widths = [a.shape[1] for a in first.means]
+        with StoreWriter(
+            path, langs, items, widths, attrs=meta, dtype=store_dtype, activity=activity
+        ) as writer:
+            for block in chain([first], blocks):
+                writer.write(block.means, block.active, block.n_tokens if count_active else None)
     return Path(path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 import torch
 from torch import nn
@@ -34,6 +34,20 @@ KNOWN: dict[str, tuple[str, str]] = {
     "opt": ("fc2", "input"),
     "xglm": ("fc2", "input"),
 }
+#: model_type → path inside a decoder layer of the module whose OUTPUT is the MLP's
+#: activation value for LAPE (docs/method.md §9): act_fn(gate_proj(x)), before the product
+#: with up_proj.  transformers 5.23's LlamaMLP, MistralMLP, Qwen2MLP, GemmaMLP and
+#: Gemma2MLP call ``self.act_fn`` (a module, one per layer) exactly once per forward.
+#: In the other families the activation function's output is the neuron itself.
+ACTIVATION_KNOWN: dict[str, str] = {
+    "llama": "mlp.act_fn",
+    "mistral": "mlp.act_fn",
+    "qwen2": "mlp.act_fn",
+    "gemma": "mlp.act_fn",
+    "gemma2": "mlp.act_fn",
+}
+#: An unlisted family is taken as gated when its layers have these modules.
+GATED_MLP = ("mlp.gate_proj", "mlp.act_fn")
 #: Names of a decoder layer's MLP ("" = the layer itself, as in OPT and XGLM).
 MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff", "")
 #: Names of an MLP's output projection, in order of preference.
@@ -60,6 +74,25 @@ class NeuronSite:
 
     def __len__(self) -> int:
         return len(self.modules)
+
+
+@dataclass(frozen=True)
+class ActivitySite:
+    """Where the activation value that LAPE counts (> 0) is read, and what it is."""
+
+    site: NeuronSite
+    kind: str  # "gate_activation" (act_fn(gate_proj(x))) or "neuron" (§1's neuron itself)
+    note: str
+
+    def attrs(self) -> dict[str, str]:
+        """Recorded in the store (attribute ``activity``)."""
+        return {
+            "pattern": self.site.pattern,
+            "side": self.site.side,
+            "kind": self.kind,
+            "active": "value > 0",
+            "note": self.note,
+        }
 
 
 def _get(root: nn.Module, path: str) -> nn.Module | None:
@@ -152,6 +185,40 @@ def find_neurons(model: nn.Module, neuron_module: str | None = None) -> NeuronSi
     return NeuronSite(tuple(_get(layer, path) for layer in layers), side, pattern)
 
 
+def find_activity(model: nn.Module, neuron_module: str | None = None) -> ActivitySite:
+    """Locate every layer's activation value for LAPE (docs/method.md §9).
+
+    Gated MLPs: the output of ``mlp.act_fn`` (``ACTIVATION_KNOWN``, or any layer with
+    ``GATED_MLP``), provided each layer has its own module (a shared one could not tell
+    layers apart).  Otherwise, and always under a ``neuron_module`` override (which names
+    the neurons only), the §1 neuron itself, as for BLOOM, GPT-NeoX, GPT-2, OPT, XGLM.
+    """
+    neurons = find_neurons(model, neuron_module)
+    if neuron_module:
+        return ActivitySite(neurons, "neuron", "neuron_module override: the neuron itself")
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    root, layers = decoder_layers(model)
+    path = ACTIVATION_KNOWN.get(model_type)
+    if path is None and all(_get(layers[0], p) is not None for p in GATED_MLP):
+        path = GATED_MLP[1]
+    modules = [_get(layer, path) for layer in layers] if path else []
+    if (
+        modules
+        and all(m is not None for m in modules)
+        and len(set(map(id, modules))) == len(modules)
+    ):
+        pattern = f"{root}.{{layer}}.{path}" if root else f"{{layer}}.{path}"
+        site = NeuronSite(tuple(modules), "output", pattern)
+        return ActivitySite(site, "gate_activation", "act_fn(gate_proj(x)), before * up_proj(x)")
+    if path:
+        note = f"no module {path} of its own in every layer: the neuron itself"
+    elif model_type in KNOWN:
+        note = "the neuron is the activation function's output"
+    else:
+        note = "not a known gated MLP: the neuron itself (input of the output projection)"
+    return ActivitySite(neurons, "neuron", note)
+
+
 def _register(site: NeuronSite, layer: int, fn: Callable[[torch.Tensor], torch.Tensor | None]):
     """Hook ``fn(neurons)`` on one layer; a tensor it returns replaces the neurons."""
     module = site.modules[layer]
@@ -178,18 +245,38 @@ def _hooks(handles: list) -> Iterator[None]:
             handle.remove()
 
 
-class NeuronReader:
-    """Mean-pool every layer's neurons over each sample's real tokens, inside the hook.
+class Pooled(NamedTuple):
+    """One batch as ``NeuronReader.read`` returns it (tensors on the model's device)."""
 
-    Only a (batch, width) float32 tensor per layer leaves the hook, so the per-token
-    activations are never kept.  Use as a context manager (hooks are removed on exit,
-    also after an exception) and call ``pooled(forward, attention_mask)``.
+    means: list[torch.Tensor]  # per layer, (batch, width) float32 mean over real tokens
+    active: list[torch.Tensor] | None  # per layer, (batch, width) int32: real tokens > 0
+    n_tokens: torch.Tensor  # (batch,) int32 real tokens
+
+
+#: Half-precision dtypes → the largest n such that every integer 0 … n is exact in them
+#: (8 and 11 significant bits): counts over chunks of n tokens stay exact whatever the
+#: matrix product accumulates in.
+_EXACT_COUNT = {torch.bfloat16: 256, torch.float16: 2048}
+
+
+class NeuronReader:
+    """Mean-pool every layer's neurons over each sample's real tokens, inside the hook,
+    and (``count_active``) count the real tokens at which each activation value is > 0
+    (docs/method.md §9), in the same forward.
+
+    Only (batch, width) tensors leave the hooks, so the per-token activations are never
+    kept.  Use as a context manager (hooks are removed on exit, also after an
+    exception) and call ``read(forward, attention_mask)`` or ``pooled(...)``.
     """
 
-    def __init__(self, model: nn.Module, neuron_module: str | None = None):
+    def __init__(
+        self, model: nn.Module, neuron_module: str | None = None, count_active: bool = False
+    ):
         self.site = find_neurons(model, neuron_module)
+        self.activity = find_activity(model, neuron_module) if count_active else None
         self._mask: torch.Tensor | None = None
         self._pooled: dict[int, torch.Tensor] = {}
+        self._active: dict[int, torch.Tensor] = {}
         self._handles: list = []
 
     def _pool(self, layer: int, x: torch.Tensor) -> None:
@@ -203,10 +290,42 @@ class NeuronReader:
         if not torch.isfinite(total).all():
             total = torch.where(mask[..., None], x, 0).sum(1, dtype=torch.float32)
         self._pooled[layer] = total / mask.sum(1, keepdim=True, dtype=torch.float32)
+        if self.activity is not None and self.activity.kind == "neuron":
+            self._count(layer, x)
+
+    def _count(self, layer: int, x: torch.Tensor) -> None:
+        """Real tokens at which each value is > 0: a 0/1 indicator summed by the mask
+        product.  The indicator is written straight into a float tensor (a bool tensor
+        and a cast cost ~3× more on the CPU), in half precision when the model runs in
+        it (less memory traffic: ~1.8× faster in bf16), over token chunks short enough
+        that every partial sum is an integer the dtype holds exactly (``_EXACT_COUNT``)."""
+        if layer in self._active:
+            raise NeuronModuleError(
+                f"{self.activity.site.pattern} ran twice in layer {layer} during one forward"
+            )
+        mask = self._mask.to(x.device)
+        if x.dim() == 2:
+            x = x.reshape(*mask.shape, -1)
+        dtype = x.dtype if x.dtype in _EXACT_COUNT else torch.float32
+        chunk = _EXACT_COUNT.get(dtype, 1 << 24)
+        positive = torch.gt(x, 0, out=torch.empty(x.shape, dtype=dtype, device=x.device))
+        weights = mask.to(dtype)[:, None, :]
+        total = torch.zeros(x.shape[0], x.shape[-1], dtype=torch.int32, device=x.device)
+        for start in range(0, x.shape[1], chunk):
+            part = torch.bmm(
+                weights[..., start : start + chunk], positive[:, start : start + chunk]
+            )
+            total += part[:, 0].to(torch.int32)
+        self._active[layer] = total
 
     def __enter__(self) -> Self:
         for layer in range(len(self.site)):
             self._handles.append(_register(self.site, layer, lambda x, i=layer: self._pool(i, x)))
+        if self.activity is not None and self.activity.kind != "neuron":
+            for layer in range(len(self.activity.site)):
+                self._handles.append(
+                    _register(self.activity.site, layer, lambda x, i=layer: self._count(i, x))
+                )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -214,24 +333,43 @@ class NeuronReader:
             handle.remove()
         self._handles = []
 
+    def read(self, forward: Callable[[], object], attention_mask: torch.Tensor) -> Pooled:
+        """Run ``forward()``; return every layer's means (and activity counts)."""
+        if not self._handles:
+            raise RuntimeError("NeuronReader hooks are not active: use it in a `with` block")
+        self._mask, self._pooled, self._active = attention_mask.bool(), {}, {}
+        try:
+            forward()
+        finally:
+            mask, self._mask = self._mask, None
+        layers = range(len(self.site))
+        _check_reached(self.site, self._pooled)
+        means = [self._pooled.pop(i) for i in layers]
+        active = None
+        if self.activity is not None:
+            _check_reached(self.activity.site, self._active)
+            active = [self._active.pop(i) for i in layers]
+            for i, (a, m) in enumerate(zip(active, means)):
+                if a.shape != m.shape:
+                    raise NeuronModuleError(
+                        f"layer {i}: {self.activity.site.pattern} has {a.shape[-1]} values, "
+                        f"{self.site.pattern} {m.shape[-1]} neurons"
+                    )
+        return Pooled(means, active, mask.sum(1, dtype=torch.int32))
+
     def pooled(
         self, forward: Callable[[], object], attention_mask: torch.Tensor
     ) -> list[torch.Tensor]:
         """Run ``forward()`` and return one (batch, width) float32 mean per layer."""
-        if not self._handles:
-            raise RuntimeError("NeuronReader hooks are not active: use it in a `with` block")
-        self._mask, self._pooled = attention_mask.bool(), {}
-        try:
-            forward()
-        finally:
-            self._mask = None
-        missing = [i for i in range(len(self.site)) if i not in self._pooled]
-        if missing:
-            raise NeuronModuleError(
-                f"layers {missing} never reached {self.site.pattern} during the forward. "
-                + OVERRIDE_HELP
-            )
-        return [self._pooled.pop(i) for i in range(len(self.site))]
+        return self.read(forward, attention_mask).means
+
+
+def _check_reached(site: NeuronSite, got: Mapping[int, torch.Tensor]) -> None:
+    missing = [i for i in range(len(site)) if i not in got]
+    if missing:
+        raise NeuronModuleError(
+            f"layers {missing} never reached {site.pattern} during the forward. " + OVERRIDE_HELP
+        )
 
 
 def _as_index(neurons: torch.Tensor | Sequence[int]) -> torch.Tensor:

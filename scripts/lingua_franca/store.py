@@ -6,7 +6,14 @@ Layout (readable with plain ``zarr``, or ``xarray.open_zarr(path, consolidated=F
         layer_000 … layer_{M-1}   float32 (sample, neuron): mean-pooled MLP neurons
         language                  str (sample,): language of each row
         item                      str (sample,): parallel-corpus item id of each row
-        attrs: languages, items, layers, widths, complete, provenance…
+        n_tokens                  int32 (sample,): real tokens of each row
+        active/layer_000 …        int32 (sample, neuron): real tokens at which the
+                                  neuron's activation value is > 0 (docs/method.md §9)
+        attrs: languages, items, layers, widths, activity, complete, provenance…
+
+``n_tokens`` and ``active`` exist when the extraction counted activity (attribute
+``activity`` says where the value was read); a store written before they existed
+still serves the z-score metrics, and ``require_activity`` names the fix for LAPE.
 
 Rows are un-normalized; the metrics normalize.  A store is written under a
 temporary name and renamed at the end, and carries ``complete: true`` only then,
@@ -28,6 +35,7 @@ import zarr
 from lingua_franca.atomic import remove_stale_temporaries, temporary_path
 
 LAYER_PREFIX = "layer_"
+ACTIVE_GROUP = "active"
 ROW_CHUNK = 256
 COL_CHUNK = 4096
 
@@ -59,7 +67,10 @@ class StoreWriter:
         dtype: str = "float32",
         row_chunk: int = ROW_CHUNK,
         col_chunk: int = COL_CHUNK,
+        activity: dict[str, Any] | None = None,
     ):
+        """``activity`` (where the counted activation value was read) makes the store
+        hold ``n_tokens`` and ``active/``; ``write`` then needs both for every block."""
         if len(languages) != len(items):
             raise ValueError("languages and items must have one entry per sample")
         self.path = Path(path)
@@ -78,8 +89,10 @@ class StoreWriter:
             "vector (input of the MLP output projection), one array per layer; "
             "rows are samples (see 'languages' and 'items'), not normalized",
             **(attrs or {}),
+            **({"activity": dict(activity)} if activity is not None else {}),
             "complete": False,
         }
+        self.counts = activity is not None
         self._row = 0
         self._buffer: list[list[np.ndarray]] = []
         self._buffered = 0
@@ -99,6 +112,22 @@ class StoreWriter:
                 fill_value=np.nan,
             )
             self.arrays.append(array)
+        self.active_arrays = []
+        if self.counts:
+            group = self.group.create_group(ACTIVE_GROUP)
+            for name, width in zip(self.attrs["layers"], self.widths):
+                array = group.create_array(
+                    name,
+                    shape=(self.n, width),
+                    dtype=np.int32,
+                    chunks=(self.row_chunk, min(self.col_chunk, width)),
+                    dimension_names=["sample", "neuron"],
+                    fill_value=-1,
+                )
+                self.active_arrays.append(array)
+            self.n_tokens_array = self.group.create_array(
+                "n_tokens", shape=(self.n,), dtype=np.int32, dimension_names=["sample"]
+            )
         for name in ("language", "item"):
             array = self.group.create_array(
                 name, shape=(self.n,), dtype=str, dimension_names=["sample"]
@@ -106,10 +135,25 @@ class StoreWriter:
             array[:] = np.array(self.attrs[f"{name}s"], dtype=str)
         return self
 
-    def write(self, rows: Sequence[np.ndarray]) -> None:
+    def write(
+        self,
+        rows: Sequence[np.ndarray],
+        active: Sequence[np.ndarray] | None = None,
+        n_tokens: np.ndarray | None = None,
+    ) -> None:
+        """One block of rows: per layer, the means (and the activity counts), plus each
+        row's real-token count when the store holds activity."""
         if len(rows) != len(self.arrays):
             raise ValueError(f"expected {len(self.arrays)} layers, got {len(rows)}")
-        self._buffer.append([np.asarray(r, dtype=self.dtype) for r in rows])
+        block = [np.asarray(r, dtype=self.dtype) for r in rows]
+        if self.counts:
+            if active is None or n_tokens is None or len(active) != len(rows):
+                raise ValueError("this store holds activity: give active counts and n_tokens")
+            block += [np.asarray(a, dtype=np.int32) for a in active]
+            block.append(np.asarray(n_tokens, dtype=np.int32).reshape(-1))
+        elif active is not None or n_tokens is not None:
+            raise ValueError("activity counts given to a store made without `activity`")
+        self._buffer.append(block)
         self._buffered += len(rows[0])
         if self._row + self._buffered > self.n:
             raise ValueError(f"more rows written than the store's {self.n} samples")
@@ -120,8 +164,11 @@ class StoreWriter:
         if not self._buffered:
             return
         stop = self._row + self._buffered
-        for layer, array in enumerate(self.arrays):
-            array[self._row : stop] = np.concatenate([b[layer] for b in self._buffer])
+        targets = [*self.arrays, *self.active_arrays]
+        if self.counts:
+            targets.append(self.n_tokens_array)
+        for index, array in enumerate(targets):
+            array[self._row : stop] = np.concatenate([b[index] for b in self._buffer])
         self._row, self._buffer, self._buffered = stop, [], 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -158,6 +205,25 @@ class ActivationStore:
         self.widths: list[int] = [int(w) for w in self.attrs["widths"]]
 
     @property
+    def has_activity(self) -> bool:
+        """Whether the extraction counted active tokens (needed by LAPE, not by z-scores)."""
+        return "activity" in self.attrs and ACTIVE_GROUP in self.group and "n_tokens" in self.group
+
+    def require_activity(self) -> None:
+        """Raise ``StoreError`` naming the fix when the store has no activity counts."""
+        if not self.has_activity:
+            raise StoreError(
+                f"{self.path}: no activity counts (no '{ACTIVE_GROUP}' group or 'n_tokens'): "
+                "the store was written before extraction counted them. Delete it and rerun "
+                "the extraction to compute LAPE; the z-score metrics still run on it as it is."
+            )
+
+    def n_tokens(self) -> np.ndarray:
+        """Real tokens per sample, int64."""
+        self.require_activity()
+        return np.asarray(self.group["n_tokens"][:], dtype=np.int64)
+
+    @property
     def n_samples(self) -> int:
         return len(self.items)
 
@@ -177,3 +243,15 @@ class ActivationStore:
             for start in range(0, width, block_width):
                 stop = min(start + block_width, width)
                 yield index, start, np.asarray(array[:, start:stop], dtype=dtype)
+
+    def iter_active_blocks(
+        self, block_width: int = COL_CHUNK
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Like ``iter_blocks``, over the activity counts (int32): ``(layer, first, block)``."""
+        self.require_activity()
+        group = self.group[ACTIVE_GROUP]
+        for index, name in enumerate(self.layers):
+            array = group[name]
+            for start in range(0, self.widths[index], block_width):
+                stop = min(start + block_width, self.widths[index])
+                yield index, start, np.asarray(array[:, start:stop])
