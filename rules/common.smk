@@ -31,6 +31,12 @@ LANGUAGES = CFG.languages
 TOY_MODELS = [m.name for m in CFG.toy_models]
 ENV = "../envs/lingua-franca.yaml"
 ON_GPU = CFG.analysis["device"].startswith("cuda")
+# The jobs that load one model × checkpoint (extraction, metrics, ablation,
+# XStoryCloze) form one group: on a cluster, one job, one allocation, one node whose
+# page cache holds the weights. Snakemake joins a group's jobs along DAG edges, so
+# the four are chained (evaluate_xstorycloze after the ablation); the group then asks
+# for the largest memory and GPU count of its jobs and the sum of their runtimes.
+MODEL_WORK = "model_work_{model}_{checkpoint}"
 
 
 def _alternatives(names):

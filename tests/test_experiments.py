@@ -32,6 +32,12 @@ PARAMETERS = {
     "meta-llama/Llama-2-70b-hf": 68_976_648_192,
 }
 REVISION_STEP = re.compile(r"^(?:global_)?step(\d+)$")
+MODEL_WORK = (
+    "extract_activations",
+    "compute_metrics",
+    "ablate_key_neurons",
+    "evaluate_xstorycloze",
+)
 
 
 def test_the_paper_grid_is_covered():
@@ -137,6 +143,15 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
         if "model" in j.wildcards and "checkpoint" in j.wildcards
     }
     assert planned == grid
+    # one group job per checkpoint holds its four model jobs (on a cluster: one SLURM
+    # job, tests/test_slurm.py)
+    groups: dict[str, set] = {}
+    for j in parse_jobs(output):
+        if "checkpoint" in j.wildcards:
+            assert j.group == f"model_work_{j.wildcards['model']}_{j.wildcards['checkpoint']}"
+            groups.setdefault(j.group, set()).add(j.rule)
+    assert len(groups) == len(grid)
+    assert all(rules == set(MODEL_WORK) for rules in groups.values()), groups
     # cluster resources (profiles/slurm asks SLURM for them): the model's GPUs (one
     # unless its entry says more), memory and time growing with the model's size
     extract = sorted(
@@ -154,8 +169,45 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
 
 
 def test_the_configs_keep_their_comments_for_the_user():
-    """The probe folder is the user's to fill: each config says how."""
+    """Each config says where its data comes from and how to fetch it."""
     for path in EXPERIMENTS:
         text = path.read_text()
         assert "object.pouta.csc.fi/OPUS-bible-uedin" in text, path.name
+        assert f"snakemake --configfile resources/experiments/{path.name} fetch" in text
         assert yaml.safe_load(text)["data"]["probe"]["options"]["dir"]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=NAMES)
+def test_an_experiment_config_is_offline_ready(path):
+    """Every source a job reads is a local folder that the fetch step fills (no
+    hf:// location that needs a network at job time), and the fetch plan holds every
+    Hub checkpoint, tokenizer source, XL-Sum language, XStoryCloze file and Bible
+    pair the config reads (tests/test_rehearsal.py runs the jobs offline)."""
+    from lingua_franca.fetch import HubItem, UrlItem, plan
+
+    cfg = load_config_file(path)
+    for kind, section in cfg.data.items():
+        folder = section["options"].get("dir")
+        assert folder and "://" not in folder and folder.startswith("data/"), (kind, folder)
+    items = plan(cfg)
+    checkpoints = {
+        (i.repo_id, i.revision)
+        for i in items.values()
+        if isinstance(i, HubItem) and i.local_dir is None
+    }
+    assert {(c.location, c.revision) for c in cfg.grid()} <= checkpoints
+    for model in cfg.models.values():
+        if model.tokenizer:
+            assert items[f"tokenizer-{model.name}"].repo_id == model.tokenizer["location"]
+        else:  # each checkpoint brings its own tokenizer
+            assert all(
+                items[f"model-{model.name}-{c}"].select == "weights+tokenizer"
+                for c in model.checkpoints
+            )
+    assert {f"xlsum-{lang}" for lang in cfg.languages} <= set(items)
+    assert all(items[f"xlsum-{lang}"].local_dir == "data/xlsum" for lang in cfg.languages)
+    stories = items["xstorycloze"]
+    assert stories.local_dir == "data/xstory_cloze" and len(stories.patterns) == 6  # no fr pt vi
+    bible = sorted(i.dest for i in items.values() if isinstance(i, UrlItem))
+    pairs = ["ar-en", "en-es", "en-fr", "en-hi", "en-id", "en-pt", "en-vi", "en-zh"]
+    assert bible == [f"data/bible-uedin/{pair}.txt.zip" for pair in pairs]

@@ -37,9 +37,14 @@ def load_model(
     device: str | torch.device = "cpu",
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
+    tokenizer: str | None = None,
+    tokenizer_revision: str | None = None,
 ):
     """Load (model, tokenizer) from a Hub id (+ ``revision``) or a local folder.
 
+    The tokenizer comes from ``tokenizer`` (+ ``tokenizer_revision``) when given, else
+    from the checkpoint itself: published checkpoint series such as
+    bigscience/bloom-*-intermediate hold no tokenizer files (docs/method.md §8).
     The model is in eval mode; safetensors are used where the checkpoint has them
     (``use_safetensors=None`` prefers them, falling back to ``.bin``).  Remote code runs
     only when asked.  A tokenizer without a pad token pads with eos (or unk): padded
@@ -48,21 +53,40 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = torch_dtype(dtype)  # fail before any download
-    common = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
+    source = (tokenizer, tokenizer_revision) if tokenizer else (name_or_path, revision)
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            source[0], revision=source[1], trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        where = f"{source[0]}" + (f" (revision {source[1]})" if source[1] else "")
+        raise ValueError(
+            f"no usable tokenizer in {where}: {err}. Checkpoints published without "
+            "tokenizer files (e.g. bigscience/bloom-*-intermediate) need the model's "
+            "`tokenizer` entry, e.g. tokenizer: {hub_id: bigscience/bloom-7b1}"
+        ) from err
     model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype, device_map=device_map, use_safetensors=None, **common
+        name_or_path,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        dtype=dtype,
+        device_map=device_map,
+        use_safetensors=None,
     )
     if device_map is None:
         model.to(device)
     model.eval()
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token
+    if tok.pad_token is None:
+        fallback = tok.eos_token or tok.unk_token
         if fallback is not None:
-            tokenizer.pad_token = fallback
-    tokenizer.padding_side = "right"  # absolute-position models break on left padding
-    model.lingua_franca_source = {"model": str(name_or_path), "revision": revision}
-    return model, tokenizer
+            tok.pad_token = fallback
+    tok.padding_side = "right"  # absolute-position models break on left padding
+    model.lingua_franca_source = {
+        "model": str(name_or_path),
+        "revision": revision,
+        "tokenizer": {"location": str(source[0]), "revision": source[1]},
+    }
+    return model, tok
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -109,6 +133,7 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "tokenizer": {
             "name_or_path": getattr(tokenizer, "name_or_path", None),
+            "revision": source.get("tokenizer", {}).get("revision"),
             "class": type(tokenizer).__name__,
             "vocab_size": len(tokenizer),
             "add_special_tokens": settings.get("add_special_tokens"),

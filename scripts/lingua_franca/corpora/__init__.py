@@ -30,8 +30,9 @@ Perplexity text (``load_perplexity_texts``; one string per language):
 - ``embedded``: ``dir`` (default ``resources/corpus``); ``heldout.tsv``, each
   language's texts joined with a blank line.
 - ``xlsum``: XL-Sum through ``datasets.load_dataset`` on parquet or JSON-lines data
-  files, never a loading script. ``dir`` (default
-  ``hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet``), ``pattern`` (default
+  files, never a loading script. ``dir`` (default ``data/xlsum``, where the fetch step
+  copies the Hub's parquet branch; ``hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet``
+  reads it from the Hub), ``pattern`` (default
   ``{config}/{split}/*.parquet``; placeholders {config}, {split}, {lang}),
   ``split`` (default ``validation``), ``cache_dir`` (optional, for ``datasets``).
   The first ``max_articles`` (default 500) articles' ``text``, joined with a blank line.
@@ -40,9 +41,9 @@ Perplexity text (``load_perplexity_texts``; one string per language):
 Stories (``load_stories``; stories per language and the languages without data):
 
 - ``embedded``: ``dir`` (default ``resources/corpus``); ``stories.jsonl``.
-- ``xstorycloze``: ``dir`` (default ``hf://datasets/juletxara/xstory_cloze``; a local
-  folder with the same files works alike), ``split`` (``train`` or ``eval``, default
-  ``eval``).
+- ``xstorycloze``: ``dir`` (default ``data/xstory_cloze``, where the fetch step copies
+  the files of ``juletxara/xstory_cloze``; ``hf://datasets/juletxara/xstory_cloze``
+  reads them from the Hub), ``split`` (``train`` or ``eval``, default ``eval``).
 
 Probe selection (``sample_items``): ``random`` with a seed (the paper: 100 random
 verses) or the ``first`` N. The chosen rows are written once (``write_probe``) and
@@ -123,7 +124,9 @@ def load_probe_corpus(source: str, options: dict, languages: list[str]) -> pd.Da
     )
     where = f"probe source {source!r} ({location})"
     validate_parallel(df, languages, where)
-    return order_parallel(df, languages)
+    ordered = order_parallel(df, languages)
+    ordered.attrs["alignment"] = df.attrs.get("alignment", {"source": source})
+    return ordered
 
 
 def build_probe(
@@ -136,7 +139,9 @@ def build_probe(
 ) -> pd.DataFrame:
     """Load, validate and sample: the probe table (row, lang, item, text) to write."""
     corpus = load_probe_corpus(source, options, languages)
-    return make_probe(corpus, languages, sample_items(corpus, n_items, sampling, seed))
+    probe = make_probe(corpus, languages, sample_items(corpus, n_items, sampling, seed))
+    probe.attrs["alignment"] = corpus.attrs["alignment"]
+    return probe
 
 
 def load_perplexity_texts(
@@ -178,8 +183,16 @@ def source_files(kind: str, source: str, options: dict) -> list[Path]:
     return [Path(p) for p in paths if "://" not in p and Path(p).exists()]
 
 
-def prepare_probe(section: dict, languages: list[str], seed: int, out: str | Path) -> None:
-    """Config ``data.probe`` (source, options, n_items, sampling) -> the probe file."""
+def prepare_probe(
+    section: dict,
+    languages: list[str],
+    seed: int,
+    out: str | Path,
+    alignment_out: str | Path | None = None,
+) -> None:
+    """Config ``data.probe`` (source, options, n_items, sampling) -> the probe file, and
+    (``alignment_out``) a JSON record of how the corpus was aligned: for OPUS
+    bible-uedin, what each language pair lost (see ``corpora.bible``)."""
     probe = build_probe(
         section["source"],
         section.get("options", {}),
@@ -189,6 +202,9 @@ def prepare_probe(section: dict, languages: list[str], seed: int, out: str | Pat
         seed,
     )
     write_probe(probe, out)
+    if alignment_out is not None:
+        record = {**probe.attrs["alignment"], "languages": languages}
+        Path(alignment_out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     n_items = len(probe) // len(languages)
     log.info(
         "probe: %d items x %d languages from %r -> %s",
