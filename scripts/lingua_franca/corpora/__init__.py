@@ -19,7 +19,9 @@ the Bible sources and an error for the others):
   (optional) maps a language code to a file name in ``dir`` (e.g. ``Chinese-tok.xml``).
 - ``bible_opus``: OPUS bible-uedin Moses pairs. ``dir`` (required) holding
   ``<pair>.txt.zip`` as downloaded from OPUS (``en-fr.txt.zip``, ``ar-en.txt.zip``;
-  codes in alphabetical order) or its unpacked ``bible-uedin.<pair>.{<code>,ids}``.
+  codes in alphabetical order) or its unpacked ``bible-uedin.<pair>.<code>`` files;
+  aligned by the ``.ids`` member where every pair has one, else by the English text
+  (``corpora.bible``); what each pair lost goes to ``prepare_probe``'s alignment file.
 - ``flores``: FLORES-200. ``dir`` (required: the ``flores200_dataset`` folder, or a
   copy of ``openlanguagedata/flores_plus``); ``split`` (default ``dev``); ``layout``
   (``flores200`` or ``flores_plus``; default: whichever has a file for the first
