@@ -287,10 +287,29 @@ def test_the_plan_of_every_experiment_config_names_its_whole_grid():
     assert LANGUAGES[0] == "en"
 
 
+LOCALRULES = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]),
+        snakefile=Path("Snakefile"),
+        workdir=Path(sys.argv[2]),
+    )._workflow
+    print("LOCALRULES " + " ".join(sorted(workflow._localrules)))
+"""
+
+
 @pytest.mark.workflow
 def test_the_fetch_target_plans_one_local_job_per_item(tmp_path):
-    """`snakemake --configfile X fetch` runs the fetch rules where Snakemake runs (local
-    rules: never SLURM jobs), one per item of the plan."""
+    """`snakemake --configfile X fetch` plans one fetch job per item of the plan, and
+    the fetch rules are local rules: under --profile slurm they run where Snakemake
+    runs (the login node), never as SLURM jobs. (A dry run prints every rule alike,
+    so the workflow's own list of local rules is read.)"""
     path = EXPERIMENTS / "bloom-7b1-checkpoints.yaml"
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--directory", str(tmp_path), "fetch"],
@@ -304,4 +323,13 @@ def test_the_fetch_target_plans_one_local_job_per_item(tmp_path):
     assert result.returncode == 0, output[-3000:]
     jobs = [line for line in output.splitlines() if line.endswith("rule fetch_item:")]
     assert len(jobs) == len(plan(load_config_file(path))) == 8 + 1 + 8 + 9 + 1
-    assert all(line.startswith("localrule ") for line in jobs)
+    result = subprocess.run(
+        [sys.executable, "-c", LOCALRULES, str(path), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("LOCALRULES"))
+    assert line.split()[1:] == ["fetch", "fetch_item"], result.stderr[-2000:]

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.workflow
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "resources" / "experiments"
 WINDOW = {"bloom": 2048, "llama2": 4096, "pythia": 2048}  # docs/method.md §5
+MODEL_RULES = ("extract_activations", "ablate_key_neurons", "evaluate_xstorycloze")
 
 
 def run_offline(workdir: Path, hf_home: Path, config_path: Path):
@@ -50,6 +51,10 @@ def run_offline(workdir: Path, hf_home: Path, config_path: Path):
             str(workdir),
             "--cores",
             "2",
+            # one thread per model job, so that the two checkpoints' chains run side by
+            # side on two cores (their jobs spend most of their time importing)
+            "--set-threads",
+            *(f"{rule}=1" for rule in MODEL_RULES),
         ],
         cwd=ROOT,
         env=env,
