@@ -342,7 +342,7 @@ def test_bible_opus_errors(tmp_path):
     with pytest.raises(
         CorpusError,
         match=r"pair en-vi \(language 'vi'\): neither .*en-vi\.txt\.zip"
-        r" nor .*en-vi\.en, .*en-vi\.vi$",
+        r" nor .*en-vi\.en, .*en-vi\.vi \(the fetch step downloads it: snakemake --configfile CONFIG fetch\)$",
     ):
         load_probe_corpus("bible_opus", {"dir": str(FIXTURES / "opus")}, ["en", "vi"])
     with pytest.raises(CorpusError, match="configure a language besides 'en'"):

@@ -152,6 +152,10 @@ LOAD = """
 import json, sys
 from lingua_franca.models import load_model
 out = {}
+try:  # a branch the fetch step did not download
+    load_model("bigscience/bloom-7b1-intermediate", revision="global_step1000")
+except OSError as err:
+    out["unfetched"] = str(err)
 try:
     load_model("bigscience/bloom-7b1-intermediate", revision="global_step100000")
 except ValueError as err:
@@ -187,6 +191,10 @@ def test_an_intermediate_checkpoint_loads_offline_with_the_final_models_tokenize
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert out["unfetched"].startswith(
+        "cannot load the tokenizer of bigscience/bloom-7b1-intermediate (revision global_step1000)"
+    )
+    assert "snakemake --configfile CONFIG fetch" in out["unfetched"]
     assert "no usable tokenizer in bigscience/bloom-7b1-intermediate" in out["without"]
     assert "tokenizer: {hub_id: bigscience/bloom-7b1}" in out["without"]
     assert out["with"]["tokenizer"] == {"location": "bigscience/bloom-7b1", "revision": "main"}

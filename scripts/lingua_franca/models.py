@@ -55,19 +55,18 @@ def load_model(
     dtype = torch_dtype(dtype)  # fail before any download
     source = (tokenizer, tokenizer_revision) if tokenizer else (name_or_path, revision)
     try:
-        tok = AutoTokenizer.from_pretrained(
-            source[0], revision=source[1], trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError) as err:
-        where = f"{source[0]}" + (f" (revision {source[1]})" if source[1] else "")
+        tok = _load("tokenizer", *source, AutoTokenizer, trust_remote_code=trust_remote_code)
+    except ValueError as err:  # files there, but none a tokenizer can be built from
         raise ValueError(
-            f"no usable tokenizer in {where}: {err}. Checkpoints published without "
+            f"no usable tokenizer in {_where(*source)}: {err}. Checkpoints published without "
             "tokenizer files (e.g. bigscience/bloom-*-intermediate) need the model's "
             "`tokenizer` entry, e.g. tokenizer: {hub_id: bigscience/bloom-7b1}"
         ) from err
-    model = AutoModelForCausalLM.from_pretrained(
+    model = _load(
+        "model",
         name_or_path,
-        revision=revision,
+        revision,
+        AutoModelForCausalLM,
         trust_remote_code=trust_remote_code,
         dtype=dtype,
         device_map=device_map,
@@ -87,6 +86,24 @@ def load_model(
         "tokenizer": {"location": str(source[0]), "revision": source[1]},
     }
     return model, tok
+
+
+def _where(location: str, revision: str | None) -> str:
+    return f"{location}" + (f" (revision {revision})" if revision else "")
+
+
+def _load(what: str, location: str, revision: str | None, auto, **kwargs):
+    """``auto.from_pretrained``; a checkpoint that cannot be found is an error naming it
+    (transformers' own message names neither the repository nor the revision)."""
+    try:
+        return auto.from_pretrained(location, revision=revision, **kwargs)
+    except OSError as err:
+        raise OSError(
+            f"cannot load the {what} of {_where(location, revision)}: {err} Where jobs run "
+            "offline, the fetch step downloads every checkpoint and tokenizer a config "
+            "names into HF_HOME first, on a machine with a network: "
+            "snakemake --configfile CONFIG fetch"
+        ) from err
 
 
 def weights_fingerprint(model: nn.Module) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from lingua_franca.corpora.parallel import (
+    FETCH_HINT,
     PARALLEL_COLUMNS,
     CorpusError,
     raise_problems,
@@ -274,7 +275,7 @@ def _pair_files(folder: Path, pivot: str, code: str, language: str) -> _Pair:
         if absent:
             raise CorpusError(
                 f"OPUS {OPUS_CORPUS} pair {pair} (language {language!r}):"
-                f" neither {archive} nor {', '.join(absent)}"
+                f" neither {archive} nor {', '.join(absent)} ({FETCH_HINT})"
             )
         for suffix, name in names.items():
             if (folder / name).exists():

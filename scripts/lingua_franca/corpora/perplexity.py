@@ -19,7 +19,7 @@ import glob
 from pathlib import Path
 
 from lingua_franca.corpora.embedded import TEXT_SEPARATOR
-from lingua_franca.corpora.parallel import CorpusError, require_option
+from lingua_franca.corpora.parallel import FETCH_HINT, CorpusError, require_option
 from lingua_franca.languages import get_language
 
 XLSUM_REPO = "csebuetnlp/xlsum"
@@ -59,7 +59,7 @@ def read_xlsum(options: dict, languages: list[str], max_articles: int) -> dict[s
             raise CorpusError(f"XL-Sum {lang}: {files} is neither parquet nor JSON lines")
         # datasets fails obscurely on a local pattern that matches nothing: check first
         if "://" not in files and not glob.glob(files):
-            raise CorpusError(f"XL-Sum {lang}: no file matches {files}")
+            raise CorpusError(f"XL-Sum {lang}: no file matches {files} ({FETCH_HINT})")
         dataset = load_dataset(
             FORMATS[suffix],
             data_files={"eval": files},

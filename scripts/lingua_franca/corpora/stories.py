@@ -18,7 +18,7 @@ import csv
 
 import fsspec
 
-from lingua_franca.corpora.parallel import CorpusError, raise_problems
+from lingua_franca.corpora.parallel import FETCH_HINT, CorpusError, raise_problems
 from lingua_franca.languages import LANGUAGES, get_language
 
 SENTENCE_FIELDS = (
@@ -100,7 +100,7 @@ def _read_story_tsv(path: str) -> list[dict]:
             reader = csv.reader(handle, delimiter="\t", quotechar='"', skipinitialspace=True)
             rows = [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
-        raise CorpusError(f"{path}: file not found") from None
+        raise CorpusError(f"{path}: file not found ({FETCH_HINT})") from None
     problems, stories = [], []
     width = len(STORY_FIELDS)
     for index, (n, row) in enumerate(rows):
