@@ -2,6 +2,7 @@
 #
 #   snakemake --profile profiles/default            # the demo config (workflow_config.yaml)
 #   snakemake --profile profiles/default --configfile resources/experiments/X.yaml
+#   snakemake --configfile resources/experiments/X.yaml fetch   # downloads, login node
 #
 # The Snakefile only validates the config and includes the rule files; each rule
 # file holds one topic, rules/common.smk the config and the input functions.
@@ -39,6 +40,7 @@ include: "rules/metrics.smk"
 include: "rules/ablation.smk"
 include: "rules/evaluation.smk"
 include: "rules/aggregate.smk"
+include: "rules/fetch.smk"
 
 
 rule all:

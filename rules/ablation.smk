@@ -20,6 +20,8 @@ rule ablate_key_neurons:
         summary="results/{model}/{checkpoint}/ablation.json",
     log:
         "logs/{model}/{checkpoint}/ablate_key_neurons.log",
+    group:
+        MODEL_WORK
     conda:
         ENV
     threads: 2

@@ -10,6 +10,8 @@ rule extract_activations:
         directory("results/{model}/{checkpoint}/activations.zarr"),
     log:
         "logs/{model}/{checkpoint}/extract_activations.log",
+    group:
+        MODEL_WORK
     conda:
         ENV
     threads: 2

@@ -14,9 +14,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import report as flag_for_report
 from snakemake.logging import logger
 
-from lingua_franca.checks import preflight
+from lingua_franca.checks import data_inputs, preflight
 from lingua_franca.config import ConfigError, load_config
-from lingua_franca.corpora import source_files
+from lingua_franca.fetch import fetched_data
 from lingua_franca.aggregate import checkpoint_records, config_grid, summary_files
 
 # a config error stops the run here, before any job is planned: nothing is deleted
@@ -27,6 +27,7 @@ try:
         root=workflow.basedir,
         count_items=workflow.is_main_process,  # a cluster job's plan was checked
         cache_dir=".snakemake/lingua_franca",
+        fetched=fetched_data(CFG),  # checked when what reads them is planned
     )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
@@ -42,6 +43,12 @@ LANGUAGES = CFG.languages
 TOY_MODELS = [m.name for m in CFG.toy_models]
 ENV = "../envs/lingua-franca.yaml"
 ON_GPU = CFG.analysis["device"].startswith("cuda")
+# The jobs that load one model × checkpoint (extraction, metrics, ablation,
+# XStoryCloze) form one group: on a cluster, one job, one allocation, one node whose
+# page cache holds the weights. Snakemake joins a group's jobs along DAG edges, so
+# the four are chained (evaluate_xstorycloze after the ablation); the group then asks
+# for the largest memory and GPU count of its jobs and the sum of their runtimes.
+MODEL_WORK = "model_work_{model}_{checkpoint}"
 
 
 def _alternatives(names):
@@ -112,17 +119,24 @@ def model_runtime(wildcards, attempt):
 
 
 def local_source_files(kind, languages=None):
-    """The local files a data source reads (for ``languages``, default all), as
-    inputs: editing one reruns what reads it (Hub sources have none)."""
-    section = CFG.data[kind]
-    languages = languages or CFG.data_languages(kind)
-    files = source_files(kind, section["source"], section["options"], languages)
-    return [str(p) for p in files]
+    """An input function: the local files a data source reads (for ``languages``,
+    default all), so that editing one reruns what reads it (Hub sources have none).
+    A file that is not there, or too few probe items, stops the plan of the rule
+    that reads it (not the fetch step's, which writes them)."""
 
+    def inputs(wildcards):
+        try:
+            return data_inputs(
+                CFG,
+                kind,
+                languages or ([wildcards.lang] if "lang" in wildcards.keys() else None),
+                count_items=workflow.is_main_process,
+                cache_dir=".snakemake/lingua_franca",
+            )
+        except ConfigError as err:
+            raise WorkflowError(str(err)) from None
 
-def perplexity_text_files(wildcards):
-    """The files one language's perplexity text is read from."""
-    return local_source_files("perplexity", [wildcards.lang])
+    return inputs
 
 
 REPORT = Path(workflow.basedir) / "resources" / "report"

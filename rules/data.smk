@@ -7,7 +7,8 @@ rule prepare_probe:
     input:
         local_source_files("probe"),
     output:
-        "results/data/probe.tsv",
+        probe="results/data/probe.tsv",
+        alignment="results/data/probe_alignment.json",
     log:
         "logs/data/prepare_probe.log",
     conda:
@@ -26,7 +27,7 @@ rule prepare_probe:
 
 rule prepare_perplexity_text:
     input:
-        perplexity_text_files,
+        local_source_files("perplexity"),
     output:
         "results/data/perplexity/{lang}.txt",
     log:

@@ -7,10 +7,16 @@ rule evaluate_xstorycloze:
     input:
         unpack(model_inputs),
         stories="results/data/xstorycloze.json",
+        # not read: orders this job after the ablation inside the checkpoint's group
+        # (rules/common.smk, MODEL_WORK); ancient, so a rerun of the ablation does not
+        # rerun XStoryCloze
+        after=ancient("results/{model}/{checkpoint}/ablation.json"),
     output:
         "results/{model}/{checkpoint}/xstorycloze.json",
     log:
         "logs/{model}/{checkpoint}/evaluate_xstorycloze.log",
+    group:
+        MODEL_WORK
     conda:
         ENV
     threads: 2

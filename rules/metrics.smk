@@ -22,6 +22,8 @@ rule compute_metrics:
         per_language=checkpoint_report("key_neurons_per_language.png"),
     log:
         "logs/{model}/{checkpoint}/compute_metrics.log",
+    group:
+        MODEL_WORK
     conda:
         ENV
     threads: 2 if BOOTSTRAP else 1

@@ -9,5 +9,6 @@ with log_to(snakemake.log[0]):
         snakemake.params.probe,
         snakemake.params.languages,
         snakemake.params.seed,
-        snakemake.output[0],
+        snakemake.output.probe,
+        snakemake.output.alignment,
     )

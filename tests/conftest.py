@@ -42,3 +42,18 @@ def tiny_run(tmp_path_factory):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return workdir, output
+
+
+@pytest.fixture(scope="session")
+def remote(tmp_path_factory):
+    """The stand-in Hub and OPUS server of tests/hub_rehearsal.py (built once)."""
+    import pandas as pd
+    from hub_rehearsal import CORPUS, build_remote
+    from lingua_franca.toy import train_tokenizer
+
+    texts = pd.read_csv(
+        CORPUS / "train_part1.tsv", sep="\t", dtype=str, quoting=3, keep_default_na=False
+    )["text"].tolist()
+    folder = tmp_path_factory.mktemp("remote") / "tokenizer"
+    train_tokenizer(texts, 400, folder)
+    return build_remote(folder)

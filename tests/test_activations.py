@@ -159,7 +159,11 @@ def test_local_checkpoint_round_trip(tmp_path, tokenizer):
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, original(input_ids=ids).logits)
-    assert model.lingua_franca_source == {"model": str(tmp_path / "ckpt"), "revision": None}
+    assert model.lingua_franca_source == {
+        "model": str(tmp_path / "ckpt"),
+        "revision": None,
+        "tokenizer": {"location": str(tmp_path / "ckpt"), "revision": None},  # its own
+    }
     assert (tmp_path / "ckpt" / "model.safetensors").exists()
 
 

@@ -2,6 +2,7 @@
 each tiny random model's weights (docs/method.md §1, §5)."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -334,3 +335,26 @@ def test_activity_counts_exact_over_long_samples(dtype):
     reader._count(0, x)
     expected = [[tokens, tokens - 372, 0], [1001, 1001 - 143, 0]]
     assert reader._active[0].tolist() == expected and reader._active[0].dtype == torch.int32
+
+
+# ---------------------------------------------------------------- context length
+
+
+def test_context_length_is_the_familys_training_context():
+    """docs/method.md §5: BLOOM 2048 at every size, even where the config says
+    seq_length 4096 (bigscience/bloom-1b7's config.json does); a model entry's
+    context_length wins; other families read their config."""
+    bloom_1b7 = tiny_model("bloom")
+    bloom_1b7.config.seq_length = 4096  # as in bloom-1b7's published config
+    assert architectures.context_length(bloom_1b7) == 2048
+    assert architectures.context_length(tiny_model("bloom")) == 2048
+    assert architectures.context_length(bloom_1b7, override=1024) == 1024
+    assert architectures.context_length(tiny_model("llama")) == 64  # max_position_embeddings
+    assert architectures.context_length(tiny_model("gpt2")) == 64  # n_positions
+    neox = tiny_model("gpt_neox")
+    neox.config.max_position_embeddings = 2048  # Pythia
+    assert architectures.context_length(neox) == 2048
+    unknown = nn.Linear(2, 2)
+    unknown.config = SimpleNamespace(model_type="mystery")
+    with pytest.raises(ValueError, match="context length unknown; set the model's context_length"):
+        architectures.context_length(unknown)

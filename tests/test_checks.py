@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from lingua_franca import checks
-from lingua_franca.checks import preflight, probe_item_count
+from lingua_franca.checks import data_inputs, preflight, probe_item_count
 from lingua_franca.config import ConfigError, load_config
 from lingua_franca.corpora import CorpusError, source_files
+from lingua_franca.fetch import fetched_data
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "corpus"
@@ -149,9 +150,32 @@ def test_the_item_count_is_kept_until_a_file_changes(tmp_path, monkeypatch):
 
 
 def test_hub_sources_are_not_files(demo):
-    demo["data"]["perplexity"] = {"source": "xlsum"}
-    demo["data"]["xstorycloze"] = {"source": "xstorycloze", "options": {"split": "eval"}}
+    demo["data"]["perplexity"] = {
+        "source": "xlsum",
+        "options": {"dir": "hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet"},
+    }
+    demo["data"]["xstorycloze"] = {
+        "source": "xstorycloze",
+        "options": {"dir": "hf://datasets/juletxara/xstory_cloze", "split": "eval"},
+    }
     assert preflight(load_config(demo)) == []
+
+
+def test_what_the_fetch_step_writes_is_checked_when_its_reader_is_planned(demo, tmp_path):
+    """The default XL-Sum and XStoryCloze folders (data/...) are the fetch step's to
+    fill: planning the fetch step must not need them, planning their readers must."""
+    demo["data"]["perplexity"] = {"source": "xlsum", "options": {"dir": str(tmp_path / "x")}}
+    demo["data"]["xstorycloze"] = {"source": "xstorycloze", "options": {"split": "eval"}}
+    cfg = load_config(demo)
+    assert fetched_data(cfg) == {"perplexity", "xstorycloze"}
+    assert preflight(cfg, fetched=fetched_data(cfg)) == []
+    message = problems(demo)  # without the fetch step's exemption
+    assert "data.perplexity.options.dir: no such folder" in message
+    with pytest.raises(ConfigError, match=r"data\.perplexity\.options\.dir: .*fetch"):
+        data_inputs(cfg, "perplexity", ["en"])
+    with pytest.raises(ConfigError, match=r"data\.xstorycloze\.options\.dir: .*fetch"):
+        data_inputs(cfg, "xstorycloze")
+    assert data_inputs(cfg, "probe") == [str(DEMO / "probe.tsv")]
 
 
 def test_z_threshold_beyond_what_a_z_score_reaches_is_noted(demo):
@@ -225,8 +249,8 @@ def opus_zips(folder):
             ["en", "fr"],  # XStoryCloze has no French: no file
             [FIXTURES / "xstorycloze" / "spring2016.val.en.tsv.split_20_80_eval.tsv"],
         ),
-        ("perplexity", "xlsum", {}, ["en"], []),  # the Hub
-        ("xstorycloze", "xstorycloze", {}, ["en"], []),
+        ("perplexity", "xlsum", {"dir": "hf://datasets/csebuetnlp/xlsum"}, ["en"], []),  # the Hub
+        ("xstorycloze", "xstorycloze", {"dir": "hf://datasets/juletxara/xstory_cloze"}, ["en"], []),
     ],
 )
 def test_source_files_are_the_files_a_source_reads(

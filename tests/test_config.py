@@ -224,3 +224,46 @@ def test_lape_settings_default_and_range(demo):
     assert load_config(copy.deepcopy(demo)).analysis["lape"]["filter_rate"] == 0.95
     demo["analysis"]["lape"] = {"filter_rate": 0, "activation_bar_ratio": 1.5}
     fails(demo, "analysis.lape.filter_rate", "analysis.lape.activation_bar_ratio")
+
+
+def test_tokenizer_source_per_model(demo):
+    """docs/method.md §8: a model's `tokenizer` entry (Hub id + revision, or a folder)
+    serves every checkpoint; without it each checkpoint is its own tokenizer."""
+    cfg = load_config(demo)
+    settings = cfg.job_settings("toy-bloom-s", "step-300")
+    assert settings["tokenizer"] == {
+        "location": "results/toy/toy-bloom-s/step-300",
+        "revision": None,
+    }
+    demo["models"]["toy-bloom-s"]["tokenizer"] = {"path": "results/data/tokenizer"}
+    settings = load_config(demo).job_settings("toy-bloom-s", "step-300")
+    assert settings["tokenizer"] == {"location": "results/data/tokenizer", "revision": None}
+    hub = load_config_file(ROOT / "resources/experiments/bloom-7b1-checkpoints.yaml")
+    for c in hub.grid():
+        assert hub.job_settings(c.model, c.name)["tokenizer"] == {
+            "location": "bigscience/bloom-7b1",
+            "revision": "main",
+        }
+        assert hub.job_settings(c.model, c.name)["revision"] == c.name  # global_stepN
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"hub_id": "a/b", "path": "x"}, "give exactly one of 'hub_id'"),
+        ({"revision": "main"}, "give exactly one of 'hub_id'"),
+        ({"path": "x", "revision": "main"}, "'revision' needs 'hub_id'"),
+        ({"hub_id": "a/b", "branch": "main"}, "unknown key models.toy-bloom-s.tokenizer.branch"),
+    ],
+)
+def test_tokenizer_entry_errors(demo, entry, message):
+    demo["models"]["toy-bloom-s"]["tokenizer"] = entry
+    fails(demo, message)
+
+
+def test_the_schema_describes_the_tokenizer_entry():
+    from lingua_franca.config import load_schema
+
+    entry = load_schema()["$defs"]["model"]["properties"]["tokenizer"]
+    assert "bloom-*-intermediate" in entry["description"]
+    assert {"hub_id", "revision", "path"} <= set(entry["properties"])

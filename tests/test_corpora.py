@@ -1,6 +1,7 @@
 """Corpora: validation, every loader on files in its real format, sampling, probe file."""
 
 import gzip
+import hashlib
 import json
 import shutil
 import subprocess
@@ -223,6 +224,97 @@ def test_bible_opus_aligns_pairs_by_verse_id_not_row(tmp_path, packed):
     assert texts["b.GEN.1.5", "en"] == EN_5
 
 
+def test_bible_opus_records_what_each_pair_lost(tmp_path):
+    df = load_probe_corpus(
+        "bible_opus", {"dir": str(opus_zips(tmp_path))}, ["en", "fr", "zh", "ar"]
+    )
+    alignment = df.attrs["alignment"]
+    assert alignment["aligned_by"] == "ids" and alignment["items_in_every_language"] == 2
+    pairs = alignment["pairs"]
+    assert pairs["en-fr"] == {
+        "pair": "en-fr",
+        "aligned_by": "ids",
+        "lines": 5,
+        "dropped_not_one_to_one": 0,
+        "dropped_empty": 0,
+        "verses": 5,
+        "not_in_every_pair": 3,
+        "kept": 2,
+        "lost": 3,
+    }
+    assert pairs["ar-en"]["dropped_not_one_to_one"] == 1  # 1:3 linked to English 1:3+1:4
+    assert (pairs["ar-en"]["verses"], pairs["ar-en"]["kept"], pairs["ar-en"]["lost"]) == (3, 2, 2)
+
+
+def opus_zips_without_ids(tmp_path, with_ids=("en-fr",)):
+    """The fixture pairs as zips, ``.ids`` only in ``with_ids``; en-zh in reverse
+    order with one English line twice (two Chinese verses): ambiguous."""
+    for pair in ("en-fr", "en-zh", "ar-en"):
+        files = {
+            m.name: m.read_text(encoding="utf-8").splitlines()
+            for m in (FIXTURES / "opus").glob(f"bible-uedin.{pair}.*")
+        }
+        if pair == "en-zh":
+            files = {name: lines[::-1] for name, lines in files.items()}
+            files["bible-uedin.en-zh.en"].append(files["bible-uedin.en-zh.en"][2])  # 1:3 again
+            files["bible-uedin.en-zh.zh"].append("神说：要有光。")
+            files["bible-uedin.en-zh.ids"].append(files["bible-uedin.en-zh.ids"][2])
+        with zipfile.ZipFile(tmp_path / f"{pair}.txt.zip", "w") as zipped:
+            for name, lines in sorted(files.items()):
+                if name.endswith(".ids") and pair not in with_ids:
+                    continue
+                zipped.writestr(name, "\n".join(lines) + "\n")
+            zipped.writestr("README", "bible-uedin\n")
+    return tmp_path
+
+
+def test_bible_opus_without_ids_aligns_by_english_text(tmp_path):
+    """docs/method.md §8: without an .ids member, pairs join on the English line; an
+    English line twice in one pair is ambiguous and dropped from that pair."""
+    folder = opus_zips_without_ids(tmp_path)
+    df = load_probe_corpus("bible_opus", {"dir": str(folder)}, ["en", "fr", "zh", "ar"])
+    # en-fr 1:1-5; en-zh (reversed) 1:2, 1:5, 1:6 and 1:3 twice (dropped); ar-en 1:1,
+    # 1:2, 1:3+1:4 (one English line, in no other pair) and 1:5; named by en-fr's ids
+    assert df["id"].unique().tolist() == ["b.GEN.1.2", "b.GEN.1.5"]
+    texts = df.set_index(["id", "lang"])["text"]
+    assert texts["b.GEN.1.2", "zh"] == "地是空虚混沌，渊面黑暗；神的灵运行在水面上。"
+    assert texts["b.GEN.1.5", "ar"].startswith("ودعا الله النور نهارا")
+    assert texts["b.GEN.1.5", "en"] == EN_5
+    alignment = df.attrs["alignment"]
+    assert alignment["aligned_by"] == "english_text"
+    zh = alignment["pairs"]["en-zh"]
+    assert (zh["lines"], zh["dropped_ambiguous"], zh["verses"]) == (5, 2, 3)
+    assert (zh["not_in_every_pair"], zh["kept"], zh["lost"]) == (1, 2, 3)
+    ar = alignment["pairs"]["ar-en"]
+    assert (ar["lines"], ar["dropped_ambiguous"], ar["kept"], ar["lost"]) == (4, 0, 2, 2)
+    # French without the ambiguous pair: 1:3 is in en-fr and ar-en has it merged
+    fr_ar = load_probe_corpus("bible_opus", {"dir": str(folder)}, ["fr", "ar"])
+    assert fr_ar["id"].unique().tolist() == ["b.GEN.1.1", "b.GEN.1.2", "b.GEN.1.5"]
+
+
+def test_bible_opus_without_any_ids_names_items_by_their_english_text(tmp_path):
+    folder = opus_zips_without_ids(tmp_path, with_ids=())
+    df = load_probe_corpus("bible_opus", {"dir": str(folder)}, ["en", "zh"])
+    english = df.loc[df["lang"] == "en"]
+    assert len(english) == 3  # 1:2, 1:5, 1:6 (1:3 ambiguous)
+    for item, text in zip(english["id"], english["text"], strict=True):
+        assert item == "en#" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def test_prepare_probe_writes_the_alignment_beside_the_probe(tmp_path):
+    (tmp_path / "opus").mkdir()
+    folder = opus_zips_without_ids(tmp_path / "opus")
+    section = {"source": "bible_opus", "options": {"dir": str(folder)}, "n_items": 2}
+    section["sampling"] = "first"
+    out = tmp_path / "results" / "data"
+    prepare_probe(section, ["en", "fr", "zh", "ar"], 0, out / "probe.tsv", out / "alignment.json")
+    record = json.loads((out / "alignment.json").read_text())
+    assert record["source"] == "bible_opus" and record["aligned_by"] == "english_text"
+    assert record["pairs"]["en-zh"]["dropped_ambiguous"] == 2
+    assert record["languages"] == ["en", "fr", "zh", "ar"]
+    assert read_probe(out / "probe.tsv")["item"].tolist() == ["b.GEN.1.2", "b.GEN.1.5"] * 4
+
+
 def test_bible_opus_without_english_still_joins_on_english_ids():
     df = load_probe_corpus("bible_opus", {"dir": str(FIXTURES / "opus")}, ["fr", "zh"])
     assert df["id"].unique().tolist() == ["b.GEN.1.2", "b.GEN.1.3", "b.GEN.1.5"]
@@ -248,7 +340,7 @@ def test_bible_opus_errors(tmp_path):
     with pytest.raises(
         CorpusError,
         match=r"pair en-vi \(language 'vi'\): neither .*en-vi\.txt\.zip"
-        r" nor .*en-vi\.en, .*en-vi\.vi, .*en-vi\.ids",
+        r" nor .*en-vi\.en, .*en-vi\.vi \(the fetch step downloads it: snakemake --configfile CONFIG fetch\)$",
     ):
         load_probe_corpus("bible_opus", {"dir": str(FIXTURES / "opus")}, ["en", "vi"])
     with pytest.raises(CorpusError, match="configure a language besides 'en'"):
@@ -313,8 +405,11 @@ def test_flores_unequal_files_fail_validation(tmp_path):
 # ---------------------------------------------------------------- XL-Sum and plain text
 
 
-def test_xlsum_data_files_default_is_the_hub_parquet_branch():
-    assert xlsum_data_files("zh", {}) == (
+def test_xlsum_data_files_default_is_the_fetched_copy_of_the_hub_parquet_branch():
+    # the fetch step writes the branch's <config>/validation/*.parquet under data/xlsum
+    assert xlsum_data_files("zh", {}) == "data/xlsum/chinese_simplified/validation/*.parquet"
+    hub = {"dir": "hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet"}
+    assert xlsum_data_files("zh", hub) == (
         "hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet/chinese_simplified/validation/*.parquet"
     )
     local = {"dir": "data/xlsum", "pattern": "{config}_val.jsonl"}
@@ -402,6 +497,26 @@ def test_xstorycloze_errors(tmp_path):
         CorpusError, match=r"story '138d5bfb.*', language 'en': answer_right_ending must be 1 or 2"
     ):
         load_stories("xstorycloze", {"dir": str(tmp_path)}, ["en"])
+
+
+def test_xstorycloze_trailing_columns_must_be_empty(tmp_path):
+    """The published Spanish file has 10 columns, the last two empty (the fixture has
+    them, and test_xstorycloze_stories_and_missing_languages reads it); anything in
+    them is an error naming the file and the line."""
+    source = FIXTURES / "xstorycloze" / "spring2016.val.es.tsv.split_20_80_eval.tsv"
+    lines = source.read_text(encoding="utf-8").splitlines()
+    assert all(line.count("\t") == 9 and line.endswith("\t\t") for line in lines)
+    lines[2] += "oops"  # in the 10th column
+    (tmp_path / source.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError) as info:
+        load_stories("xstorycloze", {"dir": str(tmp_path)}, ["es"])
+    message = str(info.value)
+    assert source.name in message and "line 3: 10 tab-separated fields" in message
+    assert "after the 8th must be empty; found ['oops']" in message
+    lines[2] = "\t".join(lines[2].split("\t")[:6])
+    (tmp_path / source.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="line 3: expected 8 tab-separated fields, found 6"):
+        load_stories("xstorycloze", {"dir": str(tmp_path)}, ["es"])
 
 
 # ---------------------------------------------------------------- embedded demo format

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 from lingua_franca.config import load_config_file
-from lingua_franca.languages import PAPER_LANGUAGES
+from lingua_franca.corpora.perplexity import XLSUM_DIR, XLSUM_PATTERN
+from lingua_franca.corpora.stories import XSTORYCLOZE_DIR, XSTORYCLOZE_FILE
+from lingua_franca.languages import PAPER_LANGUAGES, get_language
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "resources" / "experiments").glob("*.yaml"))
@@ -32,6 +34,12 @@ PARAMETERS = {
     "meta-llama/Llama-2-70b-hf": 68_976_648_192,
 }
 REVISION_STEP = re.compile(r"^(?:global_)?step(\d+)$")
+MODEL_WORK = (
+    "extract_activations",
+    "compute_metrics",
+    "ablate_key_neurons",
+    "evaluate_xstorycloze",
+)
 
 
 def test_the_paper_grid_is_covered():
@@ -93,29 +101,30 @@ def test_the_checkpoint_experiments_name_the_published_branches():
         assert all(s in log_spaced or s % 1000 == 0 and s <= 143000 for s in steps)
 
 
-@pytest.mark.workflow
-@pytest.mark.parametrize("path", EXPERIMENTS, ids=NAMES)
-def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
-    """`snakemake -n --configfile resources/experiments/X.yaml` from the repository
-    root, in an empty working directory (results of earlier runs would hide jobs)
-    holding only a small probe corpus in the OPUS layout: nothing is fetched."""
-    cfg = load_config_file(path)
-    grid = {(c.model, c.name) for c in cfg.grid()}
-    # the probe corpus the user downloads (relative: to the working directory); the
-    # planning checks read it for n_items
-    write_opus_corpus(tmp_path / cfg.data["probe"]["options"]["dir"], cfg.languages, 120)
+def write_fetched_layout(folder: Path, cfg) -> None:
+    """Empty files where the fetch step writes XL-Sum and XStoryCloze (relative to the
+    working directory): planning only asks that they are there."""
+    for lang in cfg.data_languages("perplexity"):
+        config = get_language(lang).xlsum
+        if config is not None:
+            name = XLSUM_PATTERN.format(config=config, split="validation", lang=lang)
+            target = folder / XLSUM_DIR / name.replace("*", "0000")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+    split = cfg.data["xstorycloze"]["options"].get("split", "eval")
+    for lang in cfg.data_languages("xstorycloze"):
+        config = get_language(lang).xstorycloze
+        if config is not None:
+            target = folder / XSTORYCLOZE_DIR / XSTORYCLOZE_FILE.format(config=config, split=split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+
+
+def dry_run(path: Path, workdir: Path, *targets: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--configfile",
-            str(path),
-            "--directory",
-            str(tmp_path),
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)]
+        + ["--directory", str(workdir), *targets],
         cwd=ROOT,
         check=False,
         capture_output=True,
@@ -123,6 +132,35 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
         timeout=300,
         env=env,
     )
+
+
+@pytest.mark.workflow
+def test_before_the_fetch_step_only_the_fetch_step_plans(tmp_path):
+    """With nothing fetched yet, `snakemake -n fetch` plans the downloads, and the
+    whole grid stops at planning, naming what is missing and the fetch command."""
+    path = ROOT / "resources/experiments/bloom-scales.yaml"
+    fetch = dry_run(path, tmp_path, "fetch")
+    assert fetch.returncode == 0, (fetch.stdout + fetch.stderr)[-3000:]
+    assert job_counts(fetch.stdout + fetch.stderr)["fetch_item"] > 1
+    grid = dry_run(path, tmp_path)
+    output = grid.stdout + grid.stderr
+    assert grid.returncode != 0
+    assert "data.probe.options.dir" in output or "data.perplexity.options.dir" in output
+    assert "snakemake --configfile CONFIG fetch" in output
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=NAMES)
+def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
+    """`snakemake -n --configfile resources/experiments/X.yaml` from the repository
+    root, in an empty working directory (results of earlier runs would hide jobs)
+    holding what the fetch step writes: a small probe corpus in the OPUS layout (the
+    planning checks read it for n_items) and the XL-Sum and XStoryCloze files."""
+    cfg = load_config_file(path)
+    grid = {(c.model, c.name) for c in cfg.grid()}
+    write_opus_corpus(tmp_path / cfg.data["probe"]["options"]["dir"], cfg.languages, 120)
+    write_fetched_layout(tmp_path, cfg)
+    result = dry_run(path, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     counts = job_counts(output)
@@ -138,6 +176,15 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
         if "model" in j.wildcards and "checkpoint" in j.wildcards
     }
     assert planned == grid
+    # one group job per checkpoint holds its four model jobs (on a cluster: one SLURM
+    # job, tests/test_slurm.py)
+    groups: dict[str, set] = {}
+    for j in parse_jobs(output):
+        if "checkpoint" in j.wildcards:
+            assert j.group == f"model_work_{j.wildcards['model']}_{j.wildcards['checkpoint']}"
+            groups.setdefault(j.group, set()).add(j.rule)
+    assert len(groups) == len(grid)
+    assert all(rules == set(MODEL_WORK) for rules in groups.values()), groups
     # cluster resources (profiles/slurm asks SLURM for them): the model's GPUs (one
     # unless its entry says more), memory and time growing with the model's size
     extract = sorted(
@@ -155,8 +202,45 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
 
 
 def test_the_configs_keep_their_comments_for_the_user():
-    """The probe folder is the user's to fill: each config says how."""
+    """Each config says where its data comes from and how to fetch it."""
     for path in EXPERIMENTS:
         text = path.read_text()
         assert "object.pouta.csc.fi/OPUS-bible-uedin" in text, path.name
+        assert f"snakemake --configfile resources/experiments/{path.name} fetch" in text
         assert yaml.safe_load(text)["data"]["probe"]["options"]["dir"]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=NAMES)
+def test_an_experiment_config_is_offline_ready(path):
+    """Every source a job reads is a local folder that the fetch step fills (no
+    hf:// location that needs a network at job time), and the fetch plan holds every
+    Hub checkpoint, tokenizer source, XL-Sum language, XStoryCloze file and Bible
+    pair the config reads (tests/test_rehearsal.py runs the jobs offline)."""
+    from lingua_franca.fetch import HubItem, UrlItem, plan
+
+    cfg = load_config_file(path)
+    for kind, section in cfg.data.items():
+        folder = section["options"].get("dir")
+        assert folder and "://" not in folder and folder.startswith("data/"), (kind, folder)
+    items = plan(cfg)
+    checkpoints = {
+        (i.repo_id, i.revision)
+        for i in items.values()
+        if isinstance(i, HubItem) and i.local_dir is None
+    }
+    assert {(c.location, c.revision) for c in cfg.grid()} <= checkpoints
+    for model in cfg.models.values():
+        if model.tokenizer:
+            assert items[f"tokenizer-{model.name}"].repo_id == model.tokenizer["location"]
+        else:  # each checkpoint brings its own tokenizer
+            assert all(
+                items[f"model-{model.name}-{c}"].select == "weights+tokenizer"
+                for c in model.checkpoints
+            )
+    assert {f"xlsum-{lang}" for lang in cfg.languages} <= set(items)
+    assert all(items[f"xlsum-{lang}"].local_dir == "data/xlsum" for lang in cfg.languages)
+    stories = items["xstorycloze"]
+    assert stories.local_dir == "data/xstory_cloze" and len(stories.patterns) == 6  # no fr pt vi
+    bible = sorted(i.dest for i in items.values() if isinstance(i, UrlItem))
+    pairs = ["ar-en", "en-es", "en-fr", "en-hi", "en-id", "en-pt", "en-vi", "en-zh"]
+    assert bible == [f"data/bible-uedin/{pair}.txt.zip" for pair in pairs]

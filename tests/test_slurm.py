@@ -7,8 +7,10 @@ right sbatch flags (gpu=0: none).
 
 The real run (marker `slurm`): installs Debian's SLURM and munge, starts a one-node
 cluster on loopback (tests/slurm/cluster.sh), runs the tiny workflow through the toy
-training, one extraction and its metrics as real sbatch jobs, checks the outputs and
-the jobs, and stops every daemon by its PID. Skipped, with the reason, only where
+training and the whole model work of two checkpoints (extraction, metrics, ablation,
+XStoryCloze: one sbatch job per checkpoint, rules/common.smk MODEL_WORK) as real sbatch
+jobs, counts and checks the submissions and the outputs, and stops every daemon by
+its PID. Skipped, with the reason, only where
 the cluster cannot be set up (not root, no apt-get, a SLURM already configured).
 """
 
@@ -29,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = VENV_BIN / "snakemake"  # the venv's entry point, as a user runs it
-RUN_TIMEOUT = 480  # seconds; `timeout -k` ends a run whose status checks hang
+RUN_TIMEOUT = 900  # seconds; `timeout -k` ends a run whose status checks hang
 
 
 def clean_env(**extra):
@@ -210,8 +212,15 @@ rule slurm_retry:
         "if [ {resources.mem_mb} -lt 600 ]; then echo 'attempt 1 fails' >&2; exit 1; fi; "
         "echo job=$SLURM_JOB_ID mem_mb={resources.mem_mb} runtime={resources.runtime} > {output}"
 """
+CHECKPOINTS = ("step-0", "step-6")
+MODEL_WORK = (
+    "ablate_key_neurons",
+    "compute_metrics",
+    "evaluate_xstorycloze",
+    "extract_activations",
+)
 TARGETS = [
-    "results/toy-bloom/step-6/metrics.json",
+    *(f"results/toy-bloom/{c}/xstorycloze.json" for c in CHECKPOINTS),  # the whole chain
     "results/slurm/job_environment.json",
     "results/slurm/retry.txt",
 ]
@@ -253,12 +262,13 @@ def cluster():
 
 
 def _sbatch_calls(log: str) -> dict[str, list[str]]:
-    """rule -> its sbatch command lines (the --wrap payload cut off)."""
+    """rule (or group job: '<group id>_<its rules>') -> its sbatch command lines (the
+    --wrap payload cut off)."""
     calls: dict[str, list[str]] = {}
     for line in log.splitlines():
         if line.startswith("sbatch call: "):
             call = line.split(" --wrap=")[0]
-            rule = re.search(r"--comment '?rule_(\w+?)(?:_wildcards_[^' ]*)?'? ", call)
+            rule = re.search(r"--comment '?rule_([^' ]+?)(?:_wildcards_[^' ]*)?'? ", call)
             calls.setdefault(rule.group(1) if rule else "?", []).append(call)
     return calls
 
@@ -282,7 +292,9 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
         "5",
         "--slurm-keep-successful-logs",
         "--set-resources",
-        "extract_activations:gpu=1",  # a model job on the fake GPU
+        "extract_activations:gpu=1",  # model jobs on the fake GPU
+        "ablate_key_neurons:gpu=1",
+        "evaluate_xstorycloze:gpu=1",
         "--verbose",
         *TARGETS,
     ]
@@ -296,30 +308,34 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
     (tmp_path / "snakemake.log").write_text(log)
     assert result.returncode == 0, f"rc {result.returncode}\n{log[-6000:]}"
 
-    # every job was a SLURM job of its own
+    # every submission was a SLURM job of its own
     ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert len(ids) == len(set(ids)) >= 7
     calls = _sbatch_calls(log)
-    for rule in (
-        "prepare_probe",
-        "prepare_toy_text",
-        "train_tokenizer",
-        "train_toy",
-        "extract_activations",
-        "compute_metrics",
-        "slurm_job_environment",
-    ):
+    for rule in ("prepare_probe", "prepare_toy_text", "train_tokenizer", "train_toy"):
         assert rule in calls, f"{rule} was not submitted: {sorted(calls)}"
-    # the GPU rule asked for one, the others for none
-    assert all("--gpus=1" in c for c in calls["extract_activations"])
-    assert all(
-        "--gpus" not in c for r in ("train_toy", "compute_metrics", "slurm_retry") for c in calls[r]
-    )
-    # memory and time: what the rule's resource functions gave the job
-    (extract,) = [j for j in parse_jobs(log) if j.rule == "extract_activations"]
-    mem, runtime = extract.resources["mem_mb"], extract.resources["runtime"]
-    for call in calls["extract_activations"]:
+    assert "slurm_job_environment" in calls
+
+    # one SLURM job per checkpoint's model work: its four jobs run in one allocation
+    assert not set(MODEL_WORK) & set(calls), sorted(calls)
+    groups = {name: c for name, c in calls.items() if name.startswith("model_work_")}
+    assert sorted(groups) == [
+        f"model_work_toy-bloom_{c}_{'_'.join(MODEL_WORK)}" for c in CHECKPOINTS
+    ], sorted(calls)
+    assert all(len(c) == 1 for c in groups.values())  # submitted once each
+    jobs = [j for j in parse_jobs(log) if j.rule in MODEL_WORK]
+    assert len(jobs) == 4 * len(CHECKPOINTS)
+    for (call,) in groups.values():
+        group = re.search(r"rule_(model_work_toy-bloom_step-\d+)_", call).group(1)
+        members = [j for j in jobs if j.group == group]
+        assert sorted(j.rule for j in members) == sorted(MODEL_WORK)
+        # the group's request: its jobs run one after another (a chain), so the
+        # largest memory and GPU count of any of them and the sum of their runtimes
+        mem = max(int(j.resources["mem_mb"]) for j in members)
+        runtime = sum(int(j.resources["runtime"]) for j in members)
         assert f" --mem {mem} " in call and f" -t {runtime} " in call, call
+        assert "--gpus=1" in call and "--gpus=2" not in call, call
+    assert all("--gpus" not in c for r in ("train_toy", "slurm_retry") for c in calls[r])
     assert all(" -p main " in c for cs in calls.values() for c in cs)
 
     # a failed job came back with more memory and time (profile: retries)
@@ -338,8 +354,11 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
     assert Path(env["snakemake_module"]).is_relative_to(VENV_BIN.parent)
 
     # the outputs
-    metrics = json.loads((workdir / "results/toy-bloom/step-6/metrics.json").read_text())
-    assert metrics
-    assert (workdir / "results/toy-bloom/step-6/activations.zarr").is_dir()
+    for checkpoint in CHECKPOINTS:
+        folder = workdir / "results/toy-bloom" / checkpoint
+        assert json.loads((folder / "metrics.json").read_text())
+        assert json.loads((folder / "ablation.json").read_text())["seqlen"] == 32
+        assert json.loads((folder / "xstorycloze.json").read_text())["languages"]
+        assert (folder / "activations.zarr").is_dir()
     assert (workdir / "results/toy/toy-bloom/step-6").is_dir()
-    assert not (workdir / "results/toy-bloom/step-0").exists()  # not asked for
+    assert not (workdir / "results/summary").exists()  # not asked for

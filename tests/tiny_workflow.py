@@ -91,29 +91,39 @@ class Job:
     outputs: list[str] = field(default_factory=list)
     reason: str = ""
     resources: dict[str, str] = field(default_factory=dict)
+    group: str | None = None  # the group job it is part of (cluster and dry runs)
 
     def __str__(self) -> str:
         wc = ",".join(f"{k}={v}" for k, v in self.wildcards.items())
         return f"{self.rule}[{wc}]" if wc else self.rule
 
 
-_HEADER = re.compile(r"^(?:local)?rule (\S+):$")
+_HEADER = re.compile(r"^( {4})?(?:local)?rule (\S+):$")
+_GROUP = re.compile(r"^(?:\[[^]]*\] )?Group job (\S+) \(jobs")
 _FIELD = re.compile(r"^    (\w[\w ()-]*): (.*)$")
 
 
 def parse_jobs(output: str) -> list[Job]:
     """The jobs of a Snakemake job listing (a dry run's plan, or a real run's log):
-    one per 'rule NAME:' block, with its wildcards and outputs."""
+    one per 'rule NAME:' block, with its wildcards and outputs; the jobs of a group
+    job (listed indented under 'Group job NAME') carry the group's name."""
     jobs: list[Job] = []
     current: Job | None = None
+    group: str | None = None
     for line in output.splitlines():
+        found = _GROUP.match(line)
+        if found:
+            group, current = found.group(1), None
+            continue
         header = _HEADER.match(line)
         if header:
-            current = Job(header.group(1))
+            current = Job(header.group(2), group=group if header.group(1) else None)
             jobs.append(current)
             continue
         if current is None:
             continue
+        if current.group is not None:
+            line = line[4:] if line.startswith("    ") else "x"  # a group's fields are indented
         match = _FIELD.match(line)
         if not match:
             current = None

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import tokenize
-from .architectures import find_neurons, zero_neurons
+from .architectures import context_length, find_neurons, zero_neurons
 
 OUTPUT_FILES = (
     "perplexity.csv",
@@ -210,18 +210,6 @@ def generate(
     )
     new = out[0, len(ids) :].tolist()
     return tokenizer.decode(new, skip_special_tokens=True), new
-
-
-def context_length(model: nn.Module) -> int:
-    """The model's context (used when seqlen is None, as docs/method.md §5 asks).  BLOOM (ALiBi)
-    records none in its config; it was trained on 2048 tokens."""
-    config = model.config
-    for key in ("max_position_embeddings", "n_positions", "seq_length"):
-        if getattr(config, key, None):
-            return int(getattr(config, key))
-    if getattr(config, "model_type", None) == "bloom":
-        return 2048
-    raise ValueError(f"{type(model).__name__}: context length unknown; set analysis.seqlen")
 
 
 def _num(x) -> float | None:

@@ -53,6 +53,13 @@ MLP_NAMES = ("mlp", "feed_forward", "ffn", "ff", "")
 #: Names of an MLP's output projection, in order of preference.
 PROJECTION_NAMES = ("down_proj", "dense_4h_to_h", "c_proj", "fc2", "fc_out", "w2", "wo")
 
+#: model_type → the context the family was trained on, whatever its config says: BLOOM
+#: (ALiBi) records no position limit, and some BLOOM configs carry ``seq_length: 4096``
+#: (bloom-1b7) although every BLOOM size was trained on 2048 tokens (docs/method.md §5).
+TRAINING_CONTEXT: dict[str, int] = {"bloom": 2048}
+#: Config keys that hold a model's context length, in order of preference.
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "seq_length")
+
 OVERRIDE_HELP = (
     "Set the model's config entry `neuron_module` to the module whose INPUT is the neuron "
     "vector, with `{layer}` for the layer index, e.g. "
@@ -150,6 +157,28 @@ def _from_pattern(model: nn.Module, pattern: str) -> tuple[nn.Module, ...]:
             f"{type(model).__name__}, expected {expected or 'at least 1'}"
         )
     return tuple(modules)
+
+
+def context_length(model: nn.Module, override: int | None = None) -> int:
+    """The perplexity window when ``analysis.seqlen`` is null (docs/method.md §5): the
+    model entry's ``context_length`` (``override``), else the family's training context
+    (``TRAINING_CONTEXT``), else the config's ``max_position_embeddings``,
+    ``n_positions`` or ``seq_length``."""
+    if override:
+        return int(override)
+    config = getattr(model, "config", None)
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    model_type = getattr(config, "model_type", None)
+    if model_type in TRAINING_CONTEXT:
+        return TRAINING_CONTEXT[model_type]
+    for key in CONTEXT_KEYS:
+        if getattr(config, key, None):
+            return int(getattr(config, key))
+    raise ValueError(
+        f"{type(model).__name__} (model type {model_type!r}): context length unknown; "
+        "set the model's context_length or analysis.seqlen"
+    )
 
 
 def _search(layer: nn.Module) -> str | None:

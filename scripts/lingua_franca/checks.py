@@ -32,10 +32,16 @@ def preflight(
     root: str | os.PathLike | None = None,
     count_items: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    fetched: frozenset[str] | set[str] = frozenset(),
 ) -> list[str]:
     """Raise ConfigError listing every configured local path that is not there and
     every data problem knowable without a model; return notes that do not stop the
     run (warnings).
+
+    ``fetched`` names the data kinds (probe, perplexity, xstorycloze) whose local
+    files the fetch step writes (``lingua_franca.fetch.fetched_data``): they may not
+    be there yet when the fetch step itself is planned, so they are checked by
+    :func:`data_inputs` when a rule that reads them is planned, not here.
 
     ``root`` is the workflow's folder: relative paths are read from the working
     directory, so a problem met elsewhere comes with a hint to run from ``root``.
@@ -43,8 +49,8 @@ def preflight(
     take seconds; the count is kept in ``cache_dir`` by file size and time, so later
     runs read nothing); a cluster job, whose plan was checked already, skips it.
     """
-    problems, missing = _path_problems(cfg)
-    problems += _data_problems(cfg, missing, count_items, cache_dir)
+    problems, missing = _path_problems(cfg, fetched)
+    problems += _data_problems(cfg, missing, count_items, cache_dir, fetched)
     root = Path(root).resolve() if root is not None else None
     elsewhere = root is not None and Path.cwd().resolve() != root
     if problems:
@@ -65,11 +71,13 @@ def preflight(
     return notes
 
 
-def _path_problems(cfg: Config) -> tuple[list[str], dict[str, str]]:
+def _path_problems(cfg: Config, fetched=frozenset()) -> tuple[list[str], dict[str, str]]:
     """Problems with the configured paths, and the config keys of the paths that are
     not there (the checkpoints of a missing model folder are not reported again)."""
     problems, missing = [], {}
     for key, path, kind in cfg.local_paths():
+        if any(key.startswith(f"data.{data_kind}.") for data_kind in fetched):
+            continue  # written by the fetch step: checked by data_inputs
         p = Path(path)
         if kind == "model" and any(Path(m) in (p, *p.parents) for m in missing.values()):
             continue  # a checkpoint of a model folder that is not there
@@ -89,36 +97,68 @@ def _path_problems(cfg: Config) -> tuple[list[str], dict[str, str]]:
 
 
 def _data_problems(
-    cfg: Config, missing: dict[str, str], count_items: bool, cache_dir: str | os.PathLike | None
+    cfg: Config,
+    missing: dict[str, str],
+    count_items: bool,
+    cache_dir: str | os.PathLike | None,
+    fetched=frozenset(),
 ) -> list[str]:
     """The files each data source reads, and the probe's n_items against the corpus."""
     problems = []
     for kind, section in cfg.data.items():
-        source, options = section["source"], section["options"]
-        option = "path" if "path" in options else "dir"
-        if f"data.{kind}.options.{option}" in missing:
-            continue  # reported already
-        languages = cfg.data_languages(kind)
-        try:
-            files = source_files(kind, source, options, languages)
-        except CorpusError as err:
-            problems.append(f"data.{kind}.options.{option}: {err}")
-            continue
-        if kind != "probe" or not files or not count_items:
-            continue  # a Hub source cannot be counted before it is fetched
-        try:
-            count = probe_item_count(source, options, languages, files, cache_dir)
-        except CorpusError as err:
-            problems.append(f"data.probe: {err}")
-            continue
-        n_items = section["n_items"]
-        if n_items is not None and n_items > count:
-            where = files[0] if len(files) == 1 else options.get(option)
-            problems.append(
-                f"data.probe.n_items: {n_items} is more than the corpus holds,"
-                f" {count} items in every language ({where})"
-            )
+        option = "path" if "path" in section["options"] else "dir"
+        if kind in fetched or f"data.{kind}.options.{option}" in missing:
+            continue  # written by the fetch step (data_inputs), or reported already
+        problems += data_problems(cfg, kind, count_items=count_items, cache_dir=cache_dir)[1]
     return problems
+
+
+def data_problems(
+    cfg: Config,
+    kind: str,
+    languages: list[str] | None = None,
+    *,
+    count_items: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[list[Path], list[str]]:
+    """(the local files data source ``kind`` reads for ``languages`` (default: all of
+    that kind's), the problems found): files that are not there, and for the probe,
+    ``n_items`` against the corpus's items (read once; see probe_item_count)."""
+    section = cfg.data[kind]
+    source, options = section["source"], section["options"]
+    option = "path" if "path" in options else "dir"
+    languages = languages or cfg.data_languages(kind)
+    try:
+        files = source_files(kind, source, options, languages)
+    except CorpusError as err:
+        return [], [f"data.{kind}.options.{option}: {err}"]
+    if kind != "probe" or not files or not count_items:
+        return files, []  # a Hub source cannot be counted before it is fetched
+    try:
+        count = probe_item_count(source, options, languages, files, cache_dir)
+    except CorpusError as err:
+        return files, [f"data.probe: {err}"]
+    n_items = section["n_items"]
+    if n_items is not None and n_items > count:
+        where = files[0] if len(files) == 1 else options.get(option)
+        problem = (
+            f"data.probe.n_items: {n_items} is more than the corpus holds,"
+            f" {count} items in every language ({where})"
+        )
+        return files, [problem]
+    return files, []
+
+
+def data_inputs(cfg: Config, kind: str, languages: list[str] | None = None, **kwargs) -> list[str]:
+    """The files a data rule reads, as its inputs (editing one reruns the rule);
+    ConfigError naming every problem (data_problems). Called when the rule is
+    planned, so that a source the fetch step has not written yet stops the plan of
+    what reads it, and never the fetch step's own."""
+    files, problems = data_problems(cfg, kind, languages, **kwargs)
+    if problems:
+        lines = "\n".join(f"  - {p}".replace("\n", "\n    ") for p in problems)
+        raise ConfigError(f"invalid data ({len(problems)} problem(s)):\n{lines}")
+    return [str(f) for f in files]
 
 
 def probe_item_count(

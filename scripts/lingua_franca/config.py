@@ -54,6 +54,15 @@ class Model:
     neuron_module: str | None
     context_length: int | None
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    # {"location": ..., "revision": ...}; None: each checkpoint is its own tokenizer
+    tokenizer: dict[str, str | None] | None = None
+
+    def tokenizer_source(self, checkpoint: Checkpoint) -> dict[str, str | None]:
+        """Where ``checkpoint`` takes its tokenizer from (a Hub id or a folder, and a
+        revision): the model's ``tokenizer`` entry, else the checkpoint itself."""
+        if self.tokenizer is not None:
+            return dict(self.tokenizer)
+        return {"location": checkpoint.location, "revision": checkpoint.revision}
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class Config:
             "trust_remote_code": m.trust_remote_code,
             "neuron_module": m.neuron_module,
             "context_length": m.context_length,
+            "tokenizer": m.tokenizer_source(c),
         }
 
     def grid(self) -> list[Checkpoint]:
@@ -93,10 +103,10 @@ class Config:
 
     @property
     def uses_hub(self) -> bool:
-        """Whether any model or data source may be fetched from the Hub."""
-        hub_sources = {"xlsum", "xstorycloze"}
+        """Whether any model or data source may be read from the Hub (data sources: an
+        ``hf://`` location; the fetch step copies Hub data into local folders)."""
         return any(m.hub_id for m in self.models.values()) or any(
-            section["source"] in hub_sources for section in self.data.values()
+            "://" in str(section["options"].get("dir", "")) for section in self.data.values()
         )
 
     @property
@@ -259,6 +269,18 @@ def _checkpoints(name: str, entry: dict[str, Any], model_root: str | None) -> di
     return out
 
 
+def _tokenizer(name: str, entry: dict[str, Any] | None) -> dict[str, str | None] | None:
+    if entry is None:
+        return None
+    if entry.get("path") is not None and entry.get("revision") is not None:
+        raise ConfigError(
+            f"models.{name}.tokenizer: 'revision' needs 'hub_id' (a local 'path' has none)"
+        )
+    if entry.get("hub_id") is not None:
+        return {"location": entry["hub_id"], "revision": entry.get("revision", "main")}
+    return {"location": str(entry["path"]), "revision": None}
+
+
 def normalise(config: dict[str, Any]) -> Config:
     """Plain objects from a validated config (see :func:`validate`)."""
     for i, code in enumerate(config["languages"]):
@@ -285,6 +307,7 @@ def normalise(config: dict[str, Any]) -> Config:
             neuron_module=entry["neuron_module"],
             context_length=entry["context_length"],
             checkpoints=_checkpoints(name, entry, root),
+            tokenizer=_tokenizer(name, entry.get("tokenizer")),
         )
     return Config(
         languages=list(config["languages"]),

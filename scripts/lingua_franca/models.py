@@ -42,9 +42,14 @@ def load_model(
     device: str | torch.device = "cpu",
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
+    tokenizer: str | None = None,
+    tokenizer_revision: str | None = None,
 ):
     """Load (model, tokenizer) from a Hub id (+ ``revision``) or a local folder.
 
+    The tokenizer comes from ``tokenizer`` (+ ``tokenizer_revision``) when given, else
+    from the checkpoint itself: published checkpoint series such as
+    bigscience/bloom-*-intermediate hold no tokenizer files (docs/method.md §8).
     The model is in eval mode; safetensors are used where the checkpoint has them
     (``use_safetensors=None`` prefers them, falling back to ``.bin``).  Remote code runs
     only when asked.  A tokenizer without a pad token pads with eos (or unk): padded
@@ -53,20 +58,33 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = torch_dtype(dtype)  # fail before any download
-    common = {"revision": revision, "trust_remote_code": trust_remote_code}
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **common)
+    source = (tokenizer, tokenizer_revision) if tokenizer else (name_or_path, revision)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=dtype, device_map=device_map, use_safetensors=None, **common
+        tok = _load("tokenizer", *source, AutoTokenizer, trust_remote_code=trust_remote_code)
+    except ValueError as err:  # files there, but none a tokenizer can be built from
+        raise ValueError(
+            f"no usable tokenizer in {_where(*source)}: {err}. Checkpoints published without "
+            "tokenizer files (e.g. bigscience/bloom-*-intermediate) need the model's "
+            "`tokenizer` entry, e.g. tokenizer: {hub_id: bigscience/bloom-7b1}"
+        ) from err
+    try:
+        model = _load(
+            "model",
+            name_or_path,
+            revision,
+            AutoModelForCausalLM,
+            trust_remote_code=trust_remote_code,
+            dtype=dtype,
+            device_map=device_map,
+            use_safetensors=None,
         )
     except Exception as err:
         # safetensors names no file (SafetensorError: "incomplete metadata, file not
         # fully covered"): find the one that fails, so the message says what to fetch
         broken = unreadable_weight_files(name_or_path, revision)
         if broken:
-            at = f" at revision {revision}" if revision else ""
             raise WeightsError(
-                f"{name_or_path}{at}: cannot read "
+                f"{_where(name_or_path, revision)}: cannot read "
                 + "; ".join(broken)
                 + ". A truncated or interrupted download or copy? Replace the file."
             ) from err
@@ -74,13 +92,35 @@ def load_model(
     if device_map is None:
         model.to(device)
     model.eval()
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token
+    if tok.pad_token is None:
+        fallback = tok.eos_token or tok.unk_token
         if fallback is not None:
-            tokenizer.pad_token = fallback
-    tokenizer.padding_side = "right"  # absolute-position models break on left padding
-    model.lingua_franca_source = {"model": str(name_or_path), "revision": revision}
-    return model, tokenizer
+            tok.pad_token = fallback
+    tok.padding_side = "right"  # absolute-position models break on left padding
+    model.lingua_franca_source = {
+        "model": str(name_or_path),
+        "revision": revision,
+        "tokenizer": {"location": str(source[0]), "revision": source[1]},
+    }
+    return model, tok
+
+
+def _where(location: str, revision: str | None) -> str:
+    return f"{location}" + (f" (revision {revision})" if revision else "")
+
+
+def _load(what: str, location: str, revision: str | None, auto, **kwargs):
+    """``auto.from_pretrained``; a checkpoint that cannot be found is an error naming it
+    (transformers' own message names neither the repository nor the revision)."""
+    try:
+        return auto.from_pretrained(location, revision=revision, **kwargs)
+    except OSError as err:
+        raise OSError(
+            f"cannot load the {what} of {_where(location, revision)}: {err} Where jobs run "
+            "offline, the fetch step downloads every checkpoint and tokenizer a config "
+            "names into HF_HOME first, on a machine with a network: "
+            "snakemake --configfile CONFIG fetch"
+        ) from err
 
 
 def unreadable_weight_files(name_or_path: str, revision: str | None = None) -> list[str]:
@@ -150,6 +190,7 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "tokenizer": {
             "name_or_path": getattr(tokenizer, "name_or_path", None),
+            "revision": source.get("tokenizer", {}).get("revision"),
             "class": type(tokenizer).__name__,
             "vocab_size": len(tokenizer),
             "add_special_tokens": settings.get("add_special_tokens"),

@@ -40,12 +40,14 @@ def load_checkpoint(settings: dict[str, Any], device: str):
         device=device,
         device_map=settings["device_map"],
         trust_remote_code=settings["trust_remote_code"],
+        tokenizer=settings["tokenizer"]["location"],
+        tokenizer_revision=settings["tokenizer"]["revision"],
     )
     return model, tokenizer
 
 
 def _identity(settings: dict[str, Any]) -> dict[str, Any]:
-    keys = ("model", "checkpoint", "family", "hub_id", "revision", "step", "location")
+    keys = ("model", "checkpoint", "family", "hub_id", "revision", "step", "location", "tokenizer")
     return {key: settings[key] for key in keys}
 
 

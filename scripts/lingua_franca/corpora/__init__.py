@@ -19,7 +19,9 @@ the Bible sources and an error for the others):
   (optional) maps a language code to a file name in ``dir`` (e.g. ``Chinese-tok.xml``).
 - ``bible_opus``: OPUS bible-uedin Moses pairs. ``dir`` (required) holding
   ``<pair>.txt.zip`` as downloaded from OPUS (``en-fr.txt.zip``, ``ar-en.txt.zip``;
-  codes in alphabetical order) or its unpacked ``bible-uedin.<pair>.{<code>,ids}``.
+  codes in alphabetical order) or its unpacked ``bible-uedin.<pair>.<code>`` files;
+  aligned by the ``.ids`` member where every pair has one, else by the English text
+  (``corpora.bible``); what each pair lost goes to ``prepare_probe``'s alignment file.
 - ``flores``: FLORES-200. ``dir`` (required: the ``flores200_dataset`` folder, or a
   copy of ``openlanguagedata/flores_plus``); ``split`` (default ``dev``); ``layout``
   (``flores200`` or ``flores_plus``; default: whichever has a file for the first
@@ -30,8 +32,9 @@ Perplexity text (``load_perplexity_texts``; one string per language):
 - ``embedded``: ``dir`` (default ``resources/corpus``); ``heldout.tsv``, each
   language's texts joined with a blank line.
 - ``xlsum``: XL-Sum through ``datasets.load_dataset`` on parquet or JSON-lines data
-  files, never a loading script. ``dir`` (default
-  ``hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet``), ``pattern`` (default
+  files, never a loading script. ``dir`` (default ``data/xlsum``, where the fetch step
+  copies the Hub's parquet branch; ``hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet``
+  reads it from the Hub), ``pattern`` (default
   ``{config}/{split}/*.parquet``; placeholders {config}, {split}, {lang}),
   ``split`` (default ``validation``), ``cache_dir`` (optional, for ``datasets``).
   The first ``max_articles`` (default 500) articles' ``text``, joined with a blank line.
@@ -40,9 +43,9 @@ Perplexity text (``load_perplexity_texts``; one string per language):
 Stories (``load_stories``; stories per language and the languages without data):
 
 - ``embedded``: ``dir`` (default ``resources/corpus``); ``stories.jsonl``.
-- ``xstorycloze``: ``dir`` (default ``hf://datasets/juletxara/xstory_cloze``; a local
-  folder with the same files works alike), ``split`` (``train`` or ``eval``, default
-  ``eval``).
+- ``xstorycloze``: ``dir`` (default ``data/xstory_cloze``, where the fetch step copies
+  the files of ``juletxara/xstory_cloze``; ``hf://datasets/juletxara/xstory_cloze``
+  reads them from the Hub), ``split`` (``train`` or ``eval``, default ``eval``).
 
 Probe selection (``sample_items``): ``random`` with a seed (the paper: 100 random
 verses) or the ``first`` N. The chosen rows are written once (``write_probe``) and
@@ -63,6 +66,7 @@ import pandas as pd
 
 from lingua_franca.corpora import bible, embedded, flores, perplexity, stories
 from lingua_franca.corpora.parallel import (
+    FETCH_HINT,
     CorpusError,
     order_parallel,
     read_parallel_tsv,
@@ -120,7 +124,9 @@ def load_probe_corpus(source: str, options: dict, languages: list[str]) -> pd.Da
     )
     where = f"probe source {source!r} ({location})"
     validate_parallel(df, languages, where)
-    return order_parallel(df, languages)
+    ordered = order_parallel(df, languages)
+    ordered.attrs["alignment"] = df.attrs.get("alignment", {"source": source})
+    return ordered
 
 
 def build_probe(
@@ -133,7 +139,9 @@ def build_probe(
 ) -> pd.DataFrame:
     """Load, validate and sample: the probe table (row, lang, item, text) to write."""
     corpus = load_probe_corpus(source, options, languages)
-    return make_probe(corpus, languages, sample_items(corpus, n_items, sampling, seed))
+    probe = make_probe(corpus, languages, sample_items(corpus, n_items, sampling, seed))
+    probe.attrs["alignment"] = corpus.attrs["alignment"]
+    return probe
 
 
 def load_perplexity_texts(
@@ -191,12 +199,23 @@ def source_files(kind: str, source: str, options: dict, languages: list[str]) ->
         raise CorpusError(f"unknown {kind} source {source!r}")
     absent = [str(f) for f in files if not f.is_file()]
     if absent:
-        raise CorpusError(f"no such file{'s' if len(absent) > 1 else ''} ({', '.join(absent)})")
+        hint = f"; {FETCH_HINT}" if source in ("xlsum", "xstorycloze", "bible_opus") else ""
+        raise CorpusError(
+            f"no such file{'s' if len(absent) > 1 else ''} ({', '.join(absent)}){hint}"
+        )
     return files
 
 
-def prepare_probe(section: dict, languages: list[str], seed: int, out: str | Path) -> None:
-    """Config ``data.probe`` (source, options, n_items, sampling) -> the probe file."""
+def prepare_probe(
+    section: dict,
+    languages: list[str],
+    seed: int,
+    out: str | Path,
+    alignment_out: str | Path | None = None,
+) -> None:
+    """Config ``data.probe`` (source, options, n_items, sampling) -> the probe file, and
+    (``alignment_out``) a JSON record of how the corpus was aligned: for OPUS
+    bible-uedin, what each language pair lost (see ``corpora.bible``)."""
     probe = build_probe(
         section["source"],
         section.get("options", {}),
@@ -206,6 +225,9 @@ def prepare_probe(section: dict, languages: list[str], seed: int, out: str | Pat
         seed,
     )
     write_probe(probe, out)
+    if alignment_out is not None:
+        record = {**probe.attrs["alignment"], "languages": languages}
+        Path(alignment_out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     n_items = len(probe) // len(languages)
     log.info(
         "probe: %d items x %d languages from %r -> %s",

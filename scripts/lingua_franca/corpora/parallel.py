@@ -16,6 +16,7 @@ from lingua_franca.languages import LANGUAGES
 
 PARALLEL_COLUMNS = ["id", "lang", "text"]
 MAX_REPORTED = 20  # problems listed in one message; the rest are counted
+FETCH_HINT = "the fetch step downloads it: snakemake --configfile CONFIG fetch"
 
 
 class CorpusError(ValueError):

@@ -4,8 +4,10 @@ XL-Sum (``csebuetnlp/xlsum``) is a script dataset, which ``datasets`` 4 and late
 longer run; its Hub parquet conversion is read instead, through
 ``datasets.load_dataset("parquet", data_files=...)``:
 ``hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet/<config>/<split>/*.parquet``
-(``<config>`` from the language table: english, chinese_simplified, ...). A local
-copy of that branch has the same layout; the original release's JSON lines
+(``<config>`` from the language table: english, chinese_simplified, ...). The fetch
+step copies each language's validation files of that branch into ``data/xlsum`` (the
+default ``dir``) in the same layout; ``hf://`` locations also work, where jobs have
+a network. The original release's JSON lines
 (``<config>_val.jsonl``, fields id, url, title, summary, text) load the same way
 with a ``pattern`` option. The evaluation text is the field ``text`` of the first
 ``max_articles`` articles, joined with a blank line (docs/method.md §5).
@@ -17,18 +19,21 @@ import glob
 from pathlib import Path
 
 from lingua_franca.corpora.embedded import TEXT_SEPARATOR
-from lingua_franca.corpora.parallel import CorpusError, require_option
+from lingua_franca.corpora.parallel import FETCH_HINT, CorpusError, require_option
 from lingua_franca.languages import get_language
 
-XLSUM_DIR = "hf://datasets/csebuetnlp/xlsum@refs%2Fconvert%2Fparquet"
+XLSUM_REPO = "csebuetnlp/xlsum"
+XLSUM_REVISION = "refs/convert/parquet"  # the Hub's parquet conversion of the script dataset
+XLSUM_DIR = "data/xlsum"  # where the fetch step writes that branch's files
 XLSUM_PATTERN = "{config}/{split}/*.parquet"
 FORMATS = {".parquet": "parquet", ".json": "json", ".jsonl": "json"}
 
 
 def xlsum_data_files(lang: str, options: dict) -> str:
     """The data-files pattern of ``lang``'s XL-Sum split: ``dir`` + ``/`` + ``pattern``
-    with {config}, {split} and {lang} filled in (defaults: the Hub parquet branch,
-    ``{config}/{split}/*.parquet``, split ``validation``)."""
+    with {config}, {split} and {lang} filled in (defaults: the fetch step's copy of the
+    Hub parquet branch, ``data/xlsum``, ``{config}/{split}/*.parquet``, split
+    ``validation``)."""
     config = get_language(lang).xlsum
     if config is None:
         raise CorpusError(
@@ -78,7 +83,7 @@ def xlsum_files(options: dict, languages: list[str]) -> list[Path]:
         if "://" not in pattern:
             matches = sorted(glob.glob(pattern))
             if not matches:
-                raise CorpusError(f"XL-Sum {lang}: no file matches {pattern}")
+                raise CorpusError(f"XL-Sum {lang}: no file matches {pattern} ({FETCH_HINT})")
             files += [Path(m) for m in matches]
     return files
 

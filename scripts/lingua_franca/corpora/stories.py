@@ -4,9 +4,12 @@ The Hub repository's main branch holds one TSV per language and split,
 ``spring2016.val.<config>.tsv.split_20_80_<split>.tsv`` (splits ``train`` and
 ``eval``), with a header line and eight columns in this order: story id, the four
 story sentences, the two candidate endings, and the number (1 or 2) of the right
-ending. The dataset's own loading script read them with Python's csv module (tab
-delimiter, ``"`` quote character, initial spaces skipped); this reader does the
-same, through fsspec, so that a local folder and ``hf://`` read alike.
+ending. The Spanish files have two more columns, empty, on every line (the header
+included): trailing columns are read when they are empty, and are an error naming
+the file and line when they hold anything. The dataset's own loading script read the
+files with Python's csv module (tab delimiter, ``"`` quote character, initial spaces
+skipped); this reader does the same, through fsspec, so that a local folder (where
+the fetch step puts them, ``data/xstory_cloze``) and ``hf://`` read alike.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import csv
 
 import fsspec
 
-from lingua_franca.corpora.parallel import CorpusError, raise_problems
+from lingua_franca.corpora.parallel import FETCH_HINT, CorpusError, raise_problems
 from lingua_franca.languages import LANGUAGES, get_language
 
 SENTENCE_FIELDS = (
@@ -27,7 +30,8 @@ SENTENCE_FIELDS = (
     "sentence_quiz2",
 )
 STORY_FIELDS = ("story_id", *SENTENCE_FIELDS, "answer_right_ending")
-XSTORYCLOZE_DIR = "hf://datasets/juletxara/xstory_cloze"
+XSTORYCLOZE_REPO = "juletxara/xstory_cloze"
+XSTORYCLOZE_DIR = "data/xstory_cloze"  # where the fetch step writes the repository's files
 XSTORYCLOZE_FILE = "spring2016.val.{config}.tsv.split_20_80_{split}.tsv"
 XSTORYCLOZE_SPLITS = ("train", "eval")
 
@@ -103,13 +107,22 @@ def story_files(options: dict, languages: list[str]) -> dict[str, str]:
 def _read_story_tsv(path: str) -> list[dict]:
     try:
         with fsspec.open(path, "r", encoding="utf-8", newline="") as handle:
-            rows = list(csv.reader(handle, delimiter="\t", quotechar='"', skipinitialspace=True))
+            reader = csv.reader(handle, delimiter="\t", quotechar='"', skipinitialspace=True)
+            rows = [(reader.line_num, row) for row in reader]
     except FileNotFoundError:
-        raise CorpusError(f"{path}: file not found") from None
-    problems = [
-        f"line {n}: expected {len(STORY_FIELDS)} tab-separated fields, found {len(row)}"
-        for n, row in enumerate(rows[1:], start=2)
-        if len(row) != len(STORY_FIELDS)
-    ]
+        raise CorpusError(f"{path}: file not found ({FETCH_HINT})") from None
+    problems, stories = [], []
+    width = len(STORY_FIELDS)
+    for index, (n, row) in enumerate(rows):
+        extra = [field for field in row[width:] if field.strip()]
+        if len(row) < width:
+            problems.append(f"line {n}: expected {width} tab-separated fields, found {len(row)}")
+        elif extra:
+            problems.append(
+                f"line {n}: {len(row)} tab-separated fields, and fields after the "
+                f"{width}th must be empty; found {extra[:3]}"
+            )
+        elif index > 0:  # the first row is the header
+            stories.append(dict(zip(STORY_FIELDS, row[:width], strict=True)))
     raise_problems(path, problems)
-    return [dict(zip(STORY_FIELDS, row, strict=True)) for row in rows[1:]]
+    return stories

@@ -1,0 +1,343 @@
+"""The fetch step (lingua_franca.fetch): which files of which repository revisions
+and which data files each experiment config downloads, checked name by name with a
+stand-in downloader over the file lists of the real repositories
+(tests/hub_rehearsal.py); the cache it writes is read back by huggingface_hub and
+transformers offline; the real downloader hands huggingface_hub exactly those files."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hub_rehearsal import KEEP, LANGUAGES, StandInDownloader, blob_name, overlay
+from lingua_franca import fetch
+from lingua_franca.config import load_config, load_config_file
+from lingua_franca.fetch import FetchError, HubDownloader, HubItem, fetch_all, plan, select_files
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "resources" / "experiments"
+
+BLOOM_TOKENIZER = ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json")
+LLAMA_TOKENIZER = (
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+)
+
+
+def shards(n: int) -> tuple[str, ...]:
+    names = tuple(f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1))
+    return (*names, "model.safetensors.index.json")
+
+
+#: what the fetch step downloads for each cut-down experiment config (tests/hub_rehearsal.py
+#: KEEP): (repo, revision, type, files, local folder), in plan order
+MODELS = {
+    "bloom-scales": [
+        ("bigscience/bloom-560m", "main", "model", ("config.json", "model.safetensors", *BLOOM_TOKENIZER), None),
+        ("bigscience/bloom-1b7", "main", "model", ("config.json", "model.safetensors", *BLOOM_TOKENIZER), None),
+    ],
+    "bloom-7b1-checkpoints": [
+        ("bigscience/bloom-7b1-intermediate", "global_step100000", "model", ("config.json", "pytorch_model.bin"), None),
+        ("bigscience/bloom-7b1-intermediate", "global_step200000", "model", ("config.json", "pytorch_model.bin"), None),
+        # the final model's tokenizer (and config), never its weights
+        ("bigscience/bloom-7b1", "main", "model", ("config.json", *BLOOM_TOKENIZER), None),
+    ],
+    "llama2-scales": [
+        ("meta-llama/Llama-2-7b-hf", "main", "model", ("config.json", "generation_config.json", *shards(2), *LLAMA_TOKENIZER), None),
+        ("meta-llama/Llama-2-70b-hf", "main", "model", ("config.json", "generation_config.json", *shards(3), *LLAMA_TOKENIZER), None),
+    ],
+    "pythia-checkpoints": [
+        ("EleutherAI/pythia-70m", "step1000", "model", ("config.json", "pytorch_model.bin", *BLOOM_TOKENIZER), None),
+        ("EleutherAI/pythia-70m", "step143000", "model", ("config.json", "pytorch_model.bin", *BLOOM_TOKENIZER), None),
+    ],
+}  # fmt: skip
+OPUS = "https://object.pouta.csc.fi/OPUS-bible-uedin/v1/moses/{}.txt.zip"
+DATA = [
+    *((OPUS.format(p), f"data/bible-uedin/{p}.txt.zip") for p in ("en-zh", "en-fr", "en-es", "ar-en")),
+    *(
+        ("csebuetnlp/xlsum", "refs/convert/parquet", "dataset", (f"{c}/validation/0000.parquet",), "data/xlsum")
+        for c in ("english", "chinese_simplified", "french", "spanish", "arabic")
+    ),
+    (
+        "juletxara/xstory_cloze",
+        "main",
+        "dataset",
+        tuple(f"spring2016.val.{c}.tsv.split_20_80_eval.tsv" for c in ("ar", "en", "es", "zh")),
+        "data/xstory_cloze",
+    ),
+]  # fmt: skip
+
+
+def cut(name: str):
+    return load_config(overlay(yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text()), name))
+
+
+@pytest.fixture
+def fetched(remote, tmp_path, monkeypatch):
+    """fetch(name) -> (downloader, manifests, HF_HOME), run in an empty folder."""
+
+    def run(name):
+        monkeypatch.chdir(tmp_path)
+        downloader = StandInDownloader(remote, tmp_path / "hf")
+        return downloader, fetch_all(cut(name), downloader), tmp_path / "hf"
+
+    return run
+
+
+@pytest.mark.parametrize("name", sorted(KEEP))
+def test_the_fetch_step_downloads_exactly_what_a_config_reads(name, fetched):
+    """Safetensors where a revision has them, else its .bin; config; tokenizer files
+    from the tokenizer source; never READMEs, licences, Flax, ONNX, PDFs, the .bin
+    beside safetensors; XL-Sum's validation files only; the configured languages'
+    XStoryCloze files and Bible pairs."""
+    downloader, manifests, _ = fetched(name)
+    assert downloader.calls == MODELS[name] + DATA
+    for call, manifest in zip(downloader.calls, manifests.values(), strict=True):
+        if len(call) == 5:
+            assert manifest["files"] == list(call[3])
+        else:
+            assert manifest["path"] == call[1] and Path(call[1]).stat().st_size == manifest["bytes"]
+    assert sorted(p.name for p in Path("data/fetched").iterdir()) == sorted(
+        f"{item}.json" for item in manifests
+    )
+
+
+def test_the_cache_is_the_hubs_layout(fetched, remote):
+    """huggingface_hub reads what the stand-in wrote as its own cache: refs, snapshot
+    symlinks into blobs named by sha256 (weights) or git sha1; identical weights in two
+    branches share one blob."""
+    from huggingface_hub import scan_cache_dir, snapshot_download, try_to_load_from_cache
+
+    _, manifests, hf_home = fetched("bloom-7b1-checkpoints")
+    info = scan_cache_dir(hf_home / "hub")
+    assert not info.warnings
+    repos = {r.repo_id: r for r in info.repos}
+    assert sorted(repos) == ["bigscience/bloom-7b1", "bigscience/bloom-7b1-intermediate"]
+    revisions = repos["bigscience/bloom-7b1-intermediate"].revisions
+    assert {ref for r in revisions for ref in r.refs} == {"global_step100000", "global_step200000"}
+    step = "global_step100000"
+    folder = snapshot_download(
+        "bigscience/bloom-7b1-intermediate",
+        revision=step,
+        cache_dir=hf_home / "hub",
+        local_files_only=True,
+    )
+    assert folder == manifests[f"model-bloom-7b1-intermediate-{step}"]["path"]
+    weights = Path(folder) / "pytorch_model.bin"
+    content = remote.repos["model", "bigscience/bloom-7b1-intermediate", step]["pytorch_model.bin"]
+    assert os.readlink(weights).startswith("../../blobs/")
+    assert Path(os.readlink(weights)).name == blob_name("pytorch_model.bin", content)
+    twin = Path(manifests["model-bloom-7b1-intermediate-global_step200000"]["path"])
+    assert (twin / "pytorch_model.bin").resolve() == weights.resolve()  # one blob
+    assert (
+        try_to_load_from_cache(
+            "bigscience/bloom-7b1-intermediate",
+            "tokenizer.json",
+            revision=step,
+            cache_dir=hf_home / "hub",
+        )
+        is None
+    )  # the branches hold no tokenizer
+
+
+STEP = ("bigscience/bloom-7b1-intermediate", "global_step100000")
+LOAD = """
+import json, sys
+from lingua_franca.models import load_model
+out = {}
+try:  # a branch the fetch step did not download
+    load_model("bigscience/bloom-7b1-intermediate", revision="global_step1000")
+except OSError as err:
+    out["unfetched"] = str(err)
+try:
+    load_model("bigscience/bloom-7b1-intermediate", revision="global_step100000")
+except ValueError as err:
+    out["without"] = str(err)
+model, tok = load_model(
+    "bigscience/bloom-7b1-intermediate",
+    revision="global_step100000",
+    tokenizer="bigscience/bloom-7b1",
+    tokenizer_revision="main",
+)
+out["with"] = model.lingua_franca_source
+out["vocab"] = len(tok)
+out["embeddings"] = model.get_input_embeddings().weight.double().sum().item()
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_an_intermediate_checkpoint_loads_offline_with_the_final_models_tokenizer(fetched, remote):
+    """Break 1: bigscience/bloom-*-intermediate branches hold no tokenizer files. Loaded
+    offline from the fetched cache, the checkpoint alone fails with a message naming
+    the `tokenizer` entry; with the final model's tokenizer it loads (its .bin
+    weights: the branches have no safetensors)."""
+    _, _, hf_home = fetched("bloom-7b1-checkpoints")
+    env = {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD],
+        cwd=ROOT / "scripts",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.split("RESULT", 1)[1])
+    assert out["unfetched"].startswith(
+        "cannot load the tokenizer of bigscience/bloom-7b1-intermediate (revision global_step1000)"
+    )
+    assert "snakemake --configfile CONFIG fetch" in out["unfetched"]
+    assert "no usable tokenizer in bigscience/bloom-7b1-intermediate" in out["without"]
+    assert "tokenizer: {hub_id: bigscience/bloom-7b1}" in out["without"]
+    assert out["with"]["tokenizer"] == {"location": "bigscience/bloom-7b1", "revision": "main"}
+    assert out["vocab"] == 400
+    # the weights are the branch's pytorch_model.bin
+    state = torch.load(io.BytesIO(remote.repos["model", *STEP]["pytorch_model.bin"]))
+    expected = next(v for k, v in state.items() if k.endswith("word_embeddings.weight"))
+    assert out["embeddings"] == pytest.approx(expected.double().sum().item(), rel=1e-12)
+
+
+def test_fetching_a_checkpoint_without_tokenizer_files_says_what_to_set(remote, tmp_path):
+    """Break 1, caught on the login node: without the `tokenizer` entry the fetch step
+    itself stops at the first intermediate branch."""
+    config = overlay(
+        yaml.safe_load((EXPERIMENTS / "bloom-7b1-checkpoints.yaml").read_text()),
+        "bloom-7b1-checkpoints",
+    )
+    del config["models"]["bloom-7b1-intermediate"]["tokenizer"]
+    item = plan(load_config(config))["model-bloom-7b1-intermediate-global_step100000"]
+    with pytest.raises(
+        FetchError, match=r"global_step100000\) holds no tokenizer files .*tokenizer: \{hub_id"
+    ):
+        fetch.fetch(item, StandInDownloader(remote, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "listing, select, expected",
+    [
+        # safetensors beside .bin, Flax and ONNX: safetensors only
+        (["config.json", "model.safetensors", "pytorch_model.bin", "flax_model.msgpack", "onnx/model.onnx"], "weights", ["config.json", "model.safetensors"]),
+        # only .bin (a training branch): the .bin
+        (["config.json", "pytorch_model.bin", ".gitattributes"], "weights", ["config.json", "pytorch_model.bin"]),
+        # sharded .bin with its index
+        (["config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json", "tf_model.h5"], "weights", ["config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "pytorch_model.bin.index.json"]),
+        # a tokenizer source: its tokenizer files and config, no weights
+        (["config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt", "README.md"], "tokenizer", ["config.json", "merges.txt", "tokenizer.json", "vocab.json"]),
+    ],
+)  # fmt: skip
+def test_select_files(listing, select, expected):
+    assert select_files(HubItem("org/m", "main", "model", select), listing) == expected
+
+
+def test_select_files_errors():
+    with pytest.raises(FetchError, match=r"org/m \(revision r\) holds no PyTorch weights"):
+        select_files(
+            HubItem("org/m", "r", "model", "weights"), ["config.json", "flax_model.msgpack"]
+        )
+    with pytest.raises(FetchError, match=r"org/m \(revision r\) has no config.json"):
+        select_files(HubItem("org/m", "r", "model", "weights"), ["model.safetensors"])
+    item = HubItem("d/x", "main", "dataset", "patterns", ("french/validation/*.parquet",), "data/x")
+    with pytest.raises(
+        FetchError, match=r"has no file matching \['french/validation/\*\.parquet'\]"
+    ):
+        select_files(item, ["english/validation/0000.parquet"])
+
+
+def test_the_real_downloader_asks_huggingface_hub_for_exactly_those_files(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    seen = {}
+
+    def snapshot_download(repo_id, **kwargs):
+        seen[repo_id] = kwargs
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    HubDownloader().download("org/m", "step1", "model", ["config.json", "model.safetensors"], None)
+    assert seen["org/m"] == {
+        "repo_type": "model",
+        "revision": "step1",
+        "allow_patterns": ["config.json", "model.safetensors"],
+        "local_dir": None,
+        "token": None,
+    }
+    # a URL lands whole under its name, or not at all
+    source = tmp_path / "en-fr.txt.zip"
+    source.write_bytes(b"PK zip")
+    dest = tmp_path / "data" / "bible-uedin" / "en-fr.txt.zip"
+    HubDownloader().download_url(source.as_uri(), dest)
+    assert dest.read_bytes() == b"PK zip" and not list(dest.parent.glob("*.part"))
+    with pytest.raises(OSError):
+        HubDownloader().download_url((tmp_path / "missing.zip").as_uri(), tmp_path / "x.zip")
+    assert not (tmp_path / "x.zip").exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_the_plan_of_every_experiment_config_names_its_whole_grid():
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        cfg = load_config_file(path)
+        items = plan(cfg)
+        for c in cfg.grid():
+            item = items[f"model-{c.model}-{c.name}"]
+            assert (item.repo_id, item.revision, item.repo_type) == (
+                c.location,
+                c.revision,
+                "model",
+            )
+        assert len([n for n in items if n.startswith("bible-")]) == 8
+    assert LANGUAGES[0] == "en"
+
+
+LOCALRULES = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]),
+        snakefile=Path("Snakefile"),
+        workdir=Path(sys.argv[2]),
+    )._workflow
+    print("LOCALRULES " + " ".join(sorted(workflow._localrules)))
+"""
+
+
+@pytest.mark.workflow
+def test_the_fetch_target_plans_one_local_job_per_item(tmp_path):
+    """`snakemake --configfile X fetch` plans one fetch job per item of the plan, and
+    the fetch rules are local rules: under --profile slurm they run where Snakemake
+    runs (the login node), never as SLURM jobs. (A dry run prints every rule alike,
+    so the workflow's own list of local rules is read.)"""
+    path = EXPERIMENTS / "bloom-7b1-checkpoints.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--directory", str(tmp_path), "fetch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    jobs = [line for line in output.splitlines() if line.endswith("rule fetch_item:")]
+    assert len(jobs) == len(plan(load_config_file(path))) == 8 + 1 + 8 + 9 + 1
+    result = subprocess.run(
+        [sys.executable, "-c", LOCALRULES, str(path), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("LOCALRULES"))
+    assert line.split()[1:] == ["fetch", "fetch_item"], result.stderr[-2000:]
