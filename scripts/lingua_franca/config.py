@@ -216,6 +216,19 @@ def normalise(config: dict[str, Any]) -> Config:
             get_language(code)
         except ValueError as err:
             raise ConfigError(f"languages.{i}: {err}") from None
+    for i, code in enumerate(config["data"]["xstorycloze"].get("languages") or []):
+        try:
+            get_language(code)
+        except ValueError as err:
+            raise ConfigError(f"data.xstorycloze.languages.{i}: {err}") from None
+    prompts = config["analysis"]["generation"]["prompts"]
+    if prompts is not None:
+        absent = [lang for lang in config["languages"] if lang not in prompts]
+        if absent:
+            raise ConfigError(
+                f"analysis.generation.prompts: no prompts for {absent}; give every language "
+                "its prompts, or remove the key (Genesis or the first probe items are used)"
+            )
     models = {}
     for name, entry in config["models"].items():
         if entry.get("toy") is not None and config.get("toy") is None:
