@@ -71,10 +71,12 @@ def load_training_text(paths: list[str | Path]) -> str:
     return TEXT_SEPARATOR.join(texts)
 
 
-def read_stories(options: dict, languages: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
-    """The demo stories of ``languages``; a configured language with no story in the
-    file comes back in the second value (the demo, like XStoryCloze, has no fr, pt or
-    vi)."""
+def read_stories(
+    options: dict, languages: list[str] | None
+) -> tuple[dict[str, list[dict]], list[str]]:
+    """The demo stories of ``languages`` (None: every language in the file, in file
+    order); a requested language with no story in the file comes back in the second
+    value (the demo, like XStoryCloze, has no fr, pt or vi)."""
     path = embedded_dir(options) / "stories.jsonl"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -95,6 +97,7 @@ def read_stories(options: dict, languages: list[str]) -> tuple[dict[str, list[di
             continue
         by_lang.setdefault(record["lang"], []).append(record)
     raise_problems(str(path), problems)
+    languages = list(by_lang) if languages is None else languages
     present = {lang: by_lang[lang] for lang in languages if lang in by_lang}
     missing = [lang for lang in languages if lang not in by_lang]
     return check_stories(present, str(path)), missing
