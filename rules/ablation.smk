@@ -1,6 +1,7 @@
 # Deactivating key linguistic regions: perplexity of every language with the full
 # model, with each language's key neurons zeroed, and with random neurons zeroed;
-# the percent-increase table and heatmap; greedy generations under deactivation.
+# the percent-increase table and heatmap; greedy generations of every prompt language
+# under the full model and every language's deactivation (paper Appendix A).
 
 
 rule ablate_key_neurons:
@@ -8,7 +9,7 @@ rule ablate_key_neurons:
         unpack(model_inputs),
         metrics="results/{model}/{checkpoint}/metrics.json",
         key_neurons="results/{model}/{checkpoint}/key_neurons.parquet",
-        probe="results/data/probe.tsv",
+        prompts="results/data/prompts.json",
         texts=expand("results/data/perplexity/{lang}.txt", lang=LANGUAGES),
     output:
         perplexity=checkpoint_report("perplexity.csv"),
@@ -17,6 +18,7 @@ rule ablate_key_neurons:
         conditions="results/{model}/{checkpoint}/conditions.csv",
         heatmap=checkpoint_report("ppl_increase.png"),
         generations="results/{model}/{checkpoint}/generations.jsonl",
+        generations_table=checkpoint_report("generations.html"),
         summary="results/{model}/{checkpoint}/ablation.json",
     log:
         "logs/{model}/{checkpoint}/ablate_key_neurons.log",

@@ -1,5 +1,6 @@
 # Corpora: the probe set every later rule reads (one file, one order), the
-# perplexity text per language, the XStoryCloze stories, and the toy training text.
+# generation prompts, the perplexity text per language, the XStoryCloze stories, and
+# the toy training text.
 # Everything is validated here, before any model is loaded.
 
 
@@ -23,6 +24,28 @@ rule prepare_probe:
         seed=CFG.analysis["seed"],
     script:
         "../scripts/prepare_probe.py"
+
+
+rule prepare_prompts:
+    input:
+        local_source_files("probe"),
+        probe="results/data/probe.tsv",
+    output:
+        "results/data/prompts.json",
+    log:
+        "logs/data/prepare_prompts.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        probe=CFG.data["probe"],
+        generation=CFG.analysis["generation"],
+        languages=LANGUAGES,
+    script:
+        "../scripts/prepare_prompts.py"
 
 
 rule prepare_perplexity_text:
@@ -59,6 +82,5 @@ rule prepare_stories:
         runtime=30,
     params:
         xstorycloze=CFG.data["xstorycloze"],
-        languages=LANGUAGES,
     script:
         "../scripts/prepare_stories.py"

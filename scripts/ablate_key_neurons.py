@@ -13,7 +13,7 @@ with log_to(snakemake.log[0]):
         snakemake.params.settings,
         Path(snakemake.input.metrics).parent,
         dict(zip(languages, snakemake.input.texts)),
-        snakemake.input.probe,
+        snakemake.input.prompts,
         Path(snakemake.output.perplexity).parent,
         languages=languages,
         device=snakemake.params.device,

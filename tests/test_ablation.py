@@ -11,9 +11,11 @@ import torch
 from helpers import CORPUS, HAND, all_hooks, tiny_model, tiny_tokenizer
 from lingua_franca import ablation
 from lingua_franca.ablation import (
+    NonFinitePerplexityError,
     diagonal_summary,
     key_regions,
     perplexity,
+    ppl_increase,
     random_fraction,
     random_neurons,
     run_ablation,
@@ -174,6 +176,80 @@ def test_diagonal_summary():
     assert s["mean_off_diagonal_increase"] == pytest.approx((60 + 2 + 3 + 1) / 4)
 
 
+def test_diagonal_summary_never_counts_an_overflow():
+    """An inf own cell would otherwise 'dominate' everything: a float16 overflow read
+    as a strong language-specific effect.  An inf rival cannot be compared either."""
+    inc = pd.DataFrame(
+        {"random": [5.0, 5, 5], "en": [np.inf, 2, 3], "de": [60.0, np.inf, 1], "fr": [1.0, 2, 9]},
+        index=pd.Index(LANGS, name="language"),
+    )
+    s = diagonal_summary(inc, LANGS)
+    assert s["diagonal_dominates"] == {"en": None, "de": None, "fr": True}
+    assert s["diagonal_dominates_all"] is True
+    assert s["mean_diagonal_increase"] == pytest.approx(9.0)  # finite cells only
+    assert s["mean_off_diagonal_increase"] == pytest.approx((60 + 1 + 2 + 3 + 1 + 2) / 6)
+
+
+def test_increase_of_an_overflowed_full_model_is_missing_not_minus_100():
+    ppl = pd.DataFrame(
+        {"full": [10.0, np.inf], "random": [11.0, 50.0], "en": [np.inf, np.inf]},
+        index=pd.Index(["en", "de"], name="language"),
+    )
+    inc = ppl_increase(ppl, ["random", "en"])
+    assert inc.loc["en"].tolist() == [pytest.approx(10.0), np.inf]
+    assert inc.loc["de"].isna().all()  # 50 / inf - 1 would read as -100 %
+
+
+def test_perplexity_nan_and_overflow(tokenizer):
+    model = tiny_model("llama")
+    w = lang_windows(tokenizer, "en")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1e5)  # logits ~1e5: mean NLL far above exp's 709
+        assert perplexity(model, w, BATCH) == math.inf
+        model.lm_head.weight[0, 0] = float("nan")
+        assert math.isnan(perplexity(model, w, BATCH))  # not inf, as `mean < 709` made it
+
+
+def test_nan_perplexity_stops_the_job_naming_condition_and_language(tokenizer, tmp_path):
+    model = tiny_model("llama")
+    ids = {lang: set(tokenize(tokenizer, [TEXTS[lang]])[0]) for lang in LANGS}
+    only_fr = sorted(ids["fr"] - ids["en"] - ids["de"])
+    with torch.no_grad():
+        model.model.embed_tokens.weight[only_fr[0]] = float("nan")
+    with pytest.raises(
+        NonFinitePerplexityError,
+        match=r"model tiny, checkpoint step-1: perplexity of language 'fr' under condition "
+        r"'full' is NaN",
+    ):
+        run(
+            model,
+            tokenizer,
+            key_table([("en", 0, 1)]),
+            [40, 40],
+            tmp_path,
+            label="model tiny, checkpoint step-1",
+        )
+    assert not any(tmp_path.iterdir()) and all_hooks(model) == 0
+
+
+def test_overflow_is_kept_flagged_and_never_dominates(tokenizer, tmp_path):
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1e5)
+    key = key_table([("en", 0, 1), ("de", 1, 2), ("fr", 0, 7)])
+    with pytest.warns(UserWarning, match="overflowed to inf"):
+        summary = run(model, tokenizer, key, [40, 40], tmp_path, max_new_tokens=2)
+    ppl = pd.read_csv(tmp_path / "perplexity.csv", index_col="language")
+    assert np.isinf(ppl[["full", "random", *LANGS]].to_numpy()).all()  # kept as inf
+    inc = pd.read_csv(tmp_path / "ppl_increase.csv", index_col="language")
+    assert inc.isna().all().all()  # no increase over an inf full model
+    cells = {(c["condition"], c["language"]) for c in summary["overflow"]}
+    assert cells == {(c, lang) for c in ("full", "random", *LANGS) for lang in LANGS}
+    assert set(summary["diagonal_dominates"].values()) == {None}
+    assert summary["full_perplexity"] == {lang: None for lang in LANGS}
+    assert json.loads((tmp_path / "ablation.json").read_text()) == summary
+
+
 # ------------------------------------------------------------------ deactivation
 
 
@@ -253,15 +329,25 @@ def test_outputs_with_an_empty_region_and_several_seeds(tokenizer, tmp_path):
     assert cond["status"].tolist() == ["evaluated"] * 4 + ["no key neurons"]
 
     gens = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
-    keys = {(g["condition"], g["language"], g["prompt_index"]) for g in gens}
-    # the full model on every language's prompts, a deactivation on its own language's
-    expected = {("full", lang, i) for lang in LANGS for i in range(len(PROMPTS[lang][:3]))}
-    expected |= {(c, c, i) for c in ("en", "de") for i in range(len(PROMPTS[c][:3]))}
-    assert keys == expected and len(gens) == len(expected)
+    keys = [(g["condition"], g["language"], g["prompt_index"]) for g in gens]
+    # every condition but random (full, then each deactivated language) × every prompt
+    # language × its first 3 prompts (Appendix A's tables), in that order
+    expected = [
+        (c, lang, i)
+        for c in ("full", "en", "de")
+        for lang in LANGS
+        for i in range(len(PROMPTS[lang][:3]))
+    ]
+    assert keys == expected
     assert all(g["prompt"] == PROMPTS[g["language"]][g["prompt_index"]] for g in gens)
-    assert all(
-        0 < len(g["continuation_ids"]) <= 5 and isinstance(g["continuation"], str) for g in gens
-    )
+    assert all(len(g["continuation_ids"]) == g["new_tokens"] == 5 for g in gens)
+    for g in gens:
+        assert g["continuation"] == tokenizer.decode(g["continuation_ids"])
+        eos = [i for i, t in enumerate(g["continuation_ids"]) if t == tokenizer.eos_token_id]
+        assert g["first_eos"] == (eos[0] if eos else None)
+    page = (tmp_path / "generations.html").read_text(encoding="utf-8")
+    assert page.count("<tr>") == 1 + sum(len(PROMPTS[lang][:3]) for lang in LANGS)
+    assert "deactivating en" in page and "deactivating fr" not in page  # fr: no key neurons
 
     saved = json.loads((tmp_path / "ablation.json").read_text())
     assert saved == summary
@@ -294,6 +380,7 @@ def test_outputs_with_an_empty_region_and_several_seeds(tokenizer, tmp_path):
         np.mean([inc.at["en", "de"], inc.at["de", "en"], inc.at["fr", "en"], inc.at["fr", "de"]])
     )
     assert saved["generation"]["conditions"] == ["full", "en", "de"]
+    assert saved["generation"]["n"] == len(expected) and saved["overflow"] == []
     assert saved["hooks_removed"] and saved["restored_exactly"]
     assert all_hooks(model) == 0
 

@@ -1,5 +1,7 @@
 """Batched extraction, checkpoint loading and the activation store (docs/method.md §2)."""
 
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -7,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from helpers import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
+from lingua_franca import models
 from lingua_franca.activations import (
     NonFiniteActivationError,
     extract_to_store,
@@ -15,6 +18,7 @@ from lingua_franca.activations import (
 )
 from lingua_franca.metrics import compute_metrics
 from lingua_franca.models import (
+    SHA256_CACHE,
     WeightsError,
     load_model,
     unreadable_weight_files,
@@ -125,7 +129,7 @@ def test_store_round_trip_with_attributes(tmp_path, tokenizer):
         None,
         "float32",
     )
-    assert a["weights_fingerprint"] == weights_fingerprint(model)
+    assert a["weights_fingerprint"] is None and a["weights_files"] is None  # built in memory
     assert a["tokenizer"]["class"] == type(tokenizer).__name__
     assert (
         a["tokenizer"]["vocab_size"] == len(tokenizer)
@@ -154,7 +158,6 @@ def test_local_checkpoint_round_trip(tmp_path, tokenizer):
     original = save_checkpoint("opt", tmp_path / "ckpt", tokenizer)
     model, tok = load_model(str(tmp_path / "ckpt"))
     assert not model.training
-    assert weights_fingerprint(model) == weights_fingerprint(original)
     assert tok.pad_token == tok.eos_token and tok.padding_side == "right"
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
@@ -207,13 +210,108 @@ def test_a_missing_local_checkpoint_folder_is_named(tmp_path):
         load_checkpoint(settings, "cpu")
 
 
-def test_fingerprint_flags_identical_weights_only():
-    a, b = tiny_model("llama"), tiny_model("llama")  # same seed: same weights
-    assert weights_fingerprint(a) == weights_fingerprint(b)
+def file_fingerprint(files):
+    """The fingerprint computed directly: sha256 over "name<TAB>sha256 of the file" lines."""
+    lines = "".join(
+        f"{name}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n" for name, path in files
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def no_hashing(monkeypatch):
+    def refuse(path):
+        raise AssertionError(f"{path} was hashed again")
+
+    monkeypatch.setattr(models, "_hash_file", refuse)
+
+
+def test_fingerprint_is_of_the_weight_files_hashed_once(tmp_path, tokenizer, monkeypatch):
+    a = save_checkpoint("llama", tmp_path / "a", tokenizer)
+    a.save_pretrained(tmp_path / "b")  # same weights, another name
+    tiny_tokenizer().save_pretrained(tmp_path / "b")
+    model_a, tok = load_model(str(tmp_path / "a"), dtype="bfloat16")
+    fingerprint = weights_fingerprint(model_a)
+    assert fingerprint == file_fingerprint(
+        [("model.safetensors", tmp_path / "a/model.safetensors")]
+    )
+    # hashed once: the second look (any job of the checkpoint) reads the cache beside it
+    cache = json.loads((tmp_path / "a" / SHA256_CACHE).read_text())["files"]
+    assert set(cache) == {"model.safetensors"}
+    no_hashing(monkeypatch)
+    model_b, _ = load_model(str(tmp_path / "b"))
+    monkeypatch.undo()
+    assert weights_fingerprint(model_b) == fingerprint  # hashed now, for b
+    no_hashing(monkeypatch)
+    assert weights_fingerprint(model_a) == weights_fingerprint(model_b) == fingerprint
+    path = tmp_path / "store.zarr"
+    extract_to_store(model_a, tok, probe_frame(), path, batch_size=4, progress=False)
+    attrs = ActivationStore(path).attrs
+    assert attrs["weights_fingerprint"] == fingerprint and attrs["dtype"] == "bfloat16"
+    assert attrs["weights_files"] == {"model.safetensors": cache["model.safetensors"]["sha256"]}
+    monkeypatch.undo()
+    # a changed file is hashed again: one weight differs
     with torch.no_grad():
-        b.model.layers[1].mlp.down_proj.weight[0, 0] += 1e-3
-    assert weights_fingerprint(a) != weights_fingerprint(b)
-    assert weights_fingerprint(a) != weights_fingerprint(a.to(torch.bfloat16))
+        a.model.layers[1].mlp.down_proj.weight[0, 0] += 1e-3
+    a.save_pretrained(tmp_path / "b")
+    assert weights_fingerprint(model_b) != fingerprint
+
+
+def test_fingerprint_covers_offloaded_weights(tmp_path, tokenizer):
+    """Two checkpoints that differ only in a layer offloaded to disk (meta tensors in
+    memory) are not the same weights."""
+    a = save_checkpoint("llama", tmp_path / "a", tokenizer)
+    with torch.no_grad():
+        a.model.layers[1].mlp.down_proj.weight[0, 0] += 1e-3
+    a.save_pretrained(tmp_path / "b")
+    tiny_tokenizer().save_pretrained(tmp_path / "b")
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
+    loaded = [load_model(str(tmp_path / x), device_map=device_map)[0] for x in "ab"]
+    assert all(m.model.layers[1].mlp.down_proj.weight.is_meta for m in loaded)
+    assert weights_fingerprint(loaded[0]) != weights_fingerprint(loaded[1])
+
+
+def test_fingerprint_of_a_sharded_checkpoint_covers_every_shard(tmp_path, tokenizer):
+    model = tiny_model("llama")
+    model.save_pretrained(tmp_path / "c", max_shard_size="20KB")
+    tiny_tokenizer().save_pretrained(tmp_path / "c")
+    shards = sorted(p.name for p in (tmp_path / "c").glob("model-*.safetensors"))
+    assert len(shards) > 1
+    loaded, _ = load_model(str(tmp_path / "c"))
+    assert models.weight_files(tmp_path / "c") == shards
+    assert weights_fingerprint(loaded) == file_fingerprint(
+        [(s, tmp_path / "c" / s) for s in shards]
+    )
+
+
+def test_fingerprint_of_a_hub_model_reads_the_blob_names(tmp_path, tokenizer, monkeypatch):
+    """In the Hugging Face cache a snapshot's weight file links to blobs/<its sha256>:
+    nothing is hashed, and nothing is written into the cache."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--org--tiny"
+    commit = "c" * 40
+    snapshot = repo / "snapshots" / commit
+    save_checkpoint("gpt2", snapshot, tokenizer)
+    weights = snapshot / "model.safetensors"
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (repo / "blobs").mkdir()
+    weights.rename(repo / "blobs" / sha)
+    weights.symlink_to(f"../../blobs/{sha}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "step100").write_text(commit)
+    no_hashing(monkeypatch)
+    model, _ = load_model("org/tiny", revision="step100")
+    assert models.checkpoint_folder(model) == snapshot
+    assert models.weights_files(model) == {"model.safetensors": sha}
+    assert weights_fingerprint(model) == file_fingerprint([("model.safetensors", weights)])
+    assert not (snapshot / SHA256_CACHE).exists()
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

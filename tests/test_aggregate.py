@@ -4,7 +4,8 @@ Two families: ``evo`` is one model with three checkpoints (the last two with the
 same weights fingerprint: a published duplicate); ``sz`` is two sizes, the small
 one with a single checkpoint that has no training step, no configured parameter
 count and a null LRDS.  XStoryCloze has no French, one checkpoint lacks Chinese
-cross-lingual data, and one checkpoint has no XStoryCloze file at all.
+cross-lingual data, one has Spanish stories too (outside the probe languages), and one
+checkpoint has no XStoryCloze file at all.
 """
 
 import json
@@ -87,8 +88,8 @@ GRID = [
         0.30,
         0.05,
         [[3, 2, 1], [2, 2, 2]],
-        {"en": 0.60, "zh": 0.50},
-        {"en": 0.70, "zh": 0.60},
+        {"en": 0.60, "zh": 0.50, "es": 0.40},  # es: a story language outside the probe's
+        {"en": 0.70, "zh": 0.60, "es": 0.56},
     ),
     (
         "evo-1b",
@@ -232,15 +233,17 @@ def test_metrics_csv(summary):
         2,
     ]
     assert evo100["sklr_fraction"] == pytest.approx(12 / 16)
-    # unweighted mean over languages with data; fr (no data) never counts
-    assert evo100["cross_acc_mean"] == pytest.approx((0.60 + 0.50) / 2)
-    assert evo100["mono_acc_mean"] == pytest.approx((0.70 + 0.60) / 2)
+    # unweighted mean over the non-English languages with data; fr (no data) never
+    # counts, and English (whose "cross" prompt is monolingual) has columns of its own
+    assert evo100["cross_acc_mean"] == pytest.approx((0.50 + 0.40) / 2)
+    assert evo100["mono_acc_mean"] == pytest.approx((0.60 + 0.56) / 2)
     assert evo100[["cross_n_languages", "mono_n_languages"]].tolist() == [2, 2]
+    assert evo100[["cross_acc_en", "mono_acc_en"]].tolist() == [0.60, 0.70]
     assert evo100["xstorycloze_missing"] == "fr"
-    # zh cross missing at step-300: cross over en only, mono still over two
-    assert evo300["cross_acc_mean"] == pytest.approx(0.66)
-    assert evo300[["cross_n_languages", "mono_n_languages"]].tolist() == [1, 2]
-    assert evo300["mono_acc_mean"] == pytest.approx((0.74 + 0.62) / 2)
+    # zh cross missing at step-300: no cross-lingual mean at all (English is not one)
+    assert np.isnan(evo300["cross_acc_mean"]) and evo300["cross_acc_en"] == 0.66
+    assert evo300[["cross_n_languages", "mono_n_languages"]].tolist() == [0, 1]
+    assert evo300["mono_acc_mean"] == pytest.approx(0.62)
     assert evo300["xstorycloze_missing"] == "zh;fr"
     # null step, null LRDS, parameter count measured (provenance) when not configured
     assert np.isnan(small["step"]) and np.isnan(small["lrds"]) and small["parameters"] == 5_000_000
@@ -274,7 +277,7 @@ def test_long_tables(summary):
     assert evo.loc["en", "key_fraction"] == pytest.approx(5 / 16)
 
     xsc = read(outdir, "xstorycloze")
-    assert len(xsc) == 5 * 3 * 2  # checkpoints with a file × languages × kinds
+    assert len(xsc) == (4 + 4 * 3) * 2  # checkpoints with a file × languages × kinds
     fr = xsc[xsc["language"] == "fr"]
     assert fr["missing"].all() and (fr["reason"] == "no XStoryCloze data for fr").all()
     zh = xsc.loc[("evo-1b", "step-300")].set_index(["language", "kind"])

@@ -192,6 +192,29 @@ def test_hook_that_never_fires_is_an_error():
     assert all_hooks(model) == 0
 
 
+def test_zeroing_through_a_module_the_forward_never_calls_is_an_error():
+    """An override that resolves on every layer but is never on the forward path would
+    leave the model whole: every condition would equal the full model (0 % increase)."""
+    model = tiny_model("llama")
+    for layer in model.model.layers:
+        layer.mlp.spare = nn.Linear(40, HIDDEN)  # resolvable, never called
+    ids, mask = batch()
+    pattern = "model.layers.{layer}.mlp.spare"
+    with torch.no_grad():
+        with (
+            pytest.raises(NeuronModuleError, match=r"layers \[0, 1\] never reached .*spare"),
+            zero_neurons(model, {0: [1], 1: [2, 3]}, pattern),
+        ):
+            model(input_ids=ids, attention_mask=mask)
+        with zero_neurons(model, {0: [], 1: [2]}, pattern) as site:  # layer 0: nothing to zero
+            model.model.layers[1].mlp.spare(torch.zeros(1, 40))  # the hooked layer fires
+        assert site.pattern == pattern
+        # the known site fires on every layer: no error
+        with zero_neurons(model, {0: [1], 1: [2]}):
+            model(input_ids=ids, attention_mask=mask)
+    assert all_hooks(model) == 0
+
+
 def test_inf_at_a_padding_position_stays_out_of_the_mean():
     """0 × inf is NaN: pooling must exclude padding, not multiply it by zero."""
     reader = NeuronReader(tiny_model("llama"))

@@ -75,6 +75,26 @@ def test_unknown_language_is_named(demo):
     fails(demo, "languages.1", "unknown language code 'xx'")
 
 
+def test_story_languages_are_their_own_list(demo):
+    cfg = load_config(copy.deepcopy(demo))
+    assert cfg.data["xstorycloze"]["languages"] is None  # every language the source holds
+    demo["data"]["xstorycloze"]["languages"] = ["en", "sw", "eu"]  # not probe languages
+    assert load_config(copy.deepcopy(demo)).data["xstorycloze"]["languages"] == ["en", "sw", "eu"]
+    demo["data"]["xstorycloze"]["languages"] = ["en", "xx"]
+    fails(demo, "data.xstorycloze.languages.1", "unknown language code 'xx'")
+
+
+def test_generation_prompts_cover_every_language(demo):
+    assert load_config(copy.deepcopy(demo)).analysis["generation"]["prompts"] is None
+    prompts = {lang: [f"{lang} prompt"] for lang in demo["languages"]}
+    demo["analysis"]["generation"] = {"prompts": prompts}
+    assert load_config(copy.deepcopy(demo)).analysis["generation"]["prompts"] == prompts
+    del prompts["vi"], prompts["hi"]
+    fails(demo, "analysis.generation.prompts: no prompts for ['vi', 'hi']")
+    demo["analysis"]["generation"] = {"prompts": {"en": []}}
+    fails(demo, "analysis.generation.prompts.en")
+
+
 def test_model_needs_exactly_one_source(demo):
     demo["models"]["real"] = {"hub_id": "bigscience/bloom-560m", "path": "/models/bloom"}
     fails(demo, "models.real", "exactly one of 'hub_id', 'path' or 'toy'")

@@ -482,6 +482,13 @@ def test_xstorycloze_stories_and_missing_languages():
     assert [s["story_id"] for s in stories["es"]] == [s["story_id"] for s in stories["en"]]
 
 
+def test_xstorycloze_default_languages_are_those_the_source_holds(tmp_path):
+    stories, missing = load_stories("xstorycloze", {"dir": str(FIXTURES / "xstorycloze")}, None)
+    assert list(stories) == ["en", "zh", "es"] and missing == []  # the language table's order
+    with pytest.raises(CorpusError, match="no XStoryCloze file for split 'eval'"):
+        load_stories("xstorycloze", {"dir": str(tmp_path)}, None)
+
+
 def test_xstorycloze_errors(tmp_path):
     with pytest.raises(
         CorpusError, match=r"spring2016\.val\.ar\.tsv\.split_20_80_eval\.tsv: file not found"
@@ -696,10 +703,16 @@ def test_prepare_functions_write_what_later_rules_read(demo_dir):
     assert (out / "perplexity" / "fr.txt").read_text(encoding="utf-8") == (
         "fr text of h1\n\nfr text of h2"
     )
-    prepare_stories({"source": "embedded", "options": options}, ["en", "fr"], out / "stories.json")
+    section = {"source": "embedded", "options": options, "languages": ["en", "fr"]}
+    prepare_stories(section, out / "stories.json")
     data = json.loads((out / "stories.json").read_text(encoding="utf-8"))
-    assert data["missing"] == ["fr"]
+    assert data["missing"] == ["fr"] and list(data["stories"]) == ["en"]
     assert data["stories"]["en"][0] == {"story_id": "s1", **STORY}
+    # the story languages are their own list: null takes every language the file holds,
+    # whatever the probe languages
+    prepare_stories({**section, "languages": None}, out / "stories.json")
+    data = json.loads((out / "stories.json").read_text(encoding="utf-8"))
+    assert data["missing"] == [] and list(data["stories"]) == ["en", "zh"]
 
 
 def test_package_never_imports_snakemake():

@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lingua_franca.evaluation import evaluate_xstorycloze, write_results, write_tasks
+from lingua_franca.evaluation import (
+    NonFiniteLogLikelihoodError,
+    evaluate_xstorycloze,
+    write_results,
+    write_tasks,
+)
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -280,3 +285,32 @@ def test_mono_task_is_lm_evals_builtin_formulation(tmp_path):
         assert ours[key] == builtin[key]
     assert plan["ar"]["cross"]["missing"]  # no English: no cross-lingual task
     assert ours["dataset_kwargs"]["data_files"]["eval"].startswith(str(tmp_path.resolve()))
+
+
+def test_a_nan_log_likelihood_stops_the_evaluation(model_and_tokenizer, tmp_path):
+    """lm-eval's argmax over [nan, nan] picks the first ending: about 50 % accuracy,
+    silently.  The job stops instead, naming the language and the story."""
+    import copy
+
+    model, tok = model_and_tokenizer
+    broken = copy.deepcopy(model)
+    # break a token that only Chinese story s2 holds: only its scores are NaN
+    tokens = {
+        (lang, d["story_id"]): set(tok(" ".join(str(v) for v in d.values())).input_ids)
+        for lang, docs in STORIES.items()
+        for d in docs
+    }
+    others = set().union(*(t for key, t in tokens.items() if key != ("zh", "s2")))
+    token = min(tokens["zh", "s2"] - others)
+    with torch.no_grad():  # GPT-2's head shares the embedding: untie it, break the input only
+        broken.config.tie_word_embeddings = False  # lm-eval calls tie_weights()
+        broken.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.clone())
+        broken.transformer.wte.weight[token] = float("nan")
+    with pytest.raises(
+        NonFiniteLogLikelihoodError,
+        match=r"model m, checkpoint c: XStoryCloze (cross|mono) task, language 'zh', "
+        r"story 's2': the log-likelihood of ending .* is nan",
+    ):
+        evaluate_xstorycloze(
+            broken, tok, STORIES, missing=[], workdir=tmp_path, label="model m, checkpoint c"
+        )

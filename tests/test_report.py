@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from tiny_workflow import copy_workflow
 
 pytestmark = pytest.mark.workflow
@@ -80,6 +81,36 @@ def test_report_holds_every_figure_with_a_caption(report):
     assert figures == expected_figures(report.parent)
     assert all(results[path]["caption"].strip() for path in results)
     assert "results/summary/metrics.csv" in results and "results/summary/summary.html" in results
+
+
+def test_the_run_covers_every_story_language_and_every_generation(report):
+    """The tiny run's probe languages are en, es, zh; its story source (the demo's)
+    also holds ar, hi and id, which XStoryCloze evaluates all the same; the generations
+    are every condition × every prompt language, each exactly the configured length."""
+    workdir = report.parent
+    config = yaml.safe_load((workdir / "workflow_config.yaml").read_text())
+    folder = workdir / "results" / "toy-bloom" / "step-6"
+    xsc = json.loads((folder / "xstorycloze.json").read_text(encoding="utf-8"))
+    assert set(xsc["languages"]) == {"en", "zh", "es", "ar", "hi", "id"}
+    assert not set(xsc["languages"]) <= set(config["languages"])
+    assert all(entry["cross"]["n"] == 2 for entry in xsc["languages"].values())
+    ablation = json.loads((folder / "ablation.json").read_text(encoding="utf-8"))
+    conditions = ablation["generation"]["conditions"]
+    without = ablation["languages_without_key_neurons"]  # 3 languages: z ≤ √2, none
+    assert conditions == ["full"] + [x for x in config["languages"] if x not in without]
+    generation = config["analysis"]["generation"]
+    gens = [json.loads(x) for x in (folder / "generations.jsonl").read_text().splitlines()]
+    assert sorted((g["condition"], g["language"], g["prompt_index"]) for g in gens) == sorted(
+        (c, lang, i)
+        for c in conditions
+        for lang in config["languages"]
+        for i in range(generation["prompts_per_language"])
+    )
+    assert {len(g["continuation_ids"]) for g in gens} == {generation["max_new_tokens"]}
+    text = report.read_text(encoding="utf-8")
+    match = re.search(r"var results = (\{.*?\});\n", text)
+    results = json.loads(match.group(1))
+    assert "results/toy-bloom/step-6/generations.html" in results
 
 
 @pytest.mark.skipif(

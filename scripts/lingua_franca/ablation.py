@@ -11,7 +11,12 @@ column of NA, never a number: zeroing nothing would just repeat the full model.
 
 Perplexity of a language: its text tokenized once without special tokens, cut into
 non-overlapping windows of ``seqlen`` tokens (remainder dropped); each window predicts
-its last ``seqlen - 1`` tokens; PPL = exp(total NLL / predicted tokens).
+its last ``seqlen - 1`` tokens; PPL = exp(total NLL / predicted tokens).  A NaN
+perplexity stops the job (``NonFinitePerplexityError``); an overflow to inf is kept,
+flagged in ablation.json, and never enters a mean or a "dominates" verdict.
+
+Generations (``lingua_franca.generations``): every condition but the random baseline
+continues every language's prompts, greedily, for exactly ``max_new_tokens`` tokens.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .activations import tokenize
 from .architectures import context_length, find_neurons, zero_neurons
+from .generations import generate_all, write_html
 
 OUTPUT_FILES = (
     "perplexity.csv",
@@ -40,11 +46,16 @@ OUTPUT_FILES = (
     "conditions.csv",
     "ppl_increase.png",
     "generations.jsonl",
+    "generations.html",
     "ablation.json",
 )
 NO_KEY_NEURONS = "no key neurons"
 
 Neurons = dict[int, np.ndarray]  # layer → indices within the layer
+
+
+class NonFinitePerplexityError(FloatingPointError):
+    """A perplexity came out NaN: the job stops rather than write it (docs/method.md §5)."""
 
 
 # ------------------------------------------------------------------ pure pieces
@@ -101,7 +112,9 @@ def perplexity(
         if own:
             bar.close()
     mean = total / (windows.shape[0] * (windows.shape[1] - 1))
-    return math.exp(mean) if mean < 709 else math.inf  # a wrecked model must not crash the table
+    if math.isnan(mean):
+        return math.nan  # the caller names the condition and language and stops
+    return math.exp(mean) if mean < 709 else math.inf  # an overflow is kept, and flagged
 
 
 def random_fraction(key_fractions: Iterable[float] | Mapping[str, float]) -> float:
@@ -162,23 +175,33 @@ def count(neurons: Neurons) -> int:
 
 
 def ppl_increase(ppl: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
-    """(PPL_condition / PPL_full − 1) × 100 per condition column (NA stays NA)."""
-    return ppl[list(conditions)].div(ppl["full"], axis=0).sub(1).mul(100)
+    """(PPL_condition / PPL_full − 1) × 100 per condition column (NA stays NA).  A
+    condition that overflowed gives +inf; a row whose full-model perplexity overflowed
+    has no increase at all (NA), never the −100 % that finite / inf would give."""
+    full = ppl["full"].where(np.isfinite(ppl["full"]))
+    return ppl[list(conditions)].div(full, axis=0).sub(1).mul(100)
 
 
 def diagonal_summary(increase: pd.DataFrame, deactivated: Sequence[str]) -> dict:
     """Does each language's own deactivation hurt it most?  ``deactivated`` = languages
     with a non-empty region.  A language without its own region or without a rival is
-    ``None``: there is nothing to compare."""
+    ``None``: there is nothing to compare.  So is a language whose own or any rival
+    increase is not finite (an overflow to inf, or no increase because the full model
+    overflowed): an overflow is a numerical failure, not a measured effect.  The means
+    are over finite cells only."""
     dominates, diag, off = {}, [], []
     for lang in increase.index:
         row = increase.loc[lang]
         others = [row[m] for m in deactivated if m != lang]
-        off += others
+        off += [v for v in others if np.isfinite(v)]
         if lang not in deactivated or not others:
             dominates[lang] = None
             continue
-        diag.append(row[lang])
+        if np.isfinite(row[lang]):
+            diag.append(row[lang])
+        if not np.isfinite([row[lang], *others]).all():
+            dominates[lang] = None
+            continue
         dominates[lang] = bool(all(row[lang] > v for v in others))
     known = [v for v in dominates.values() if v is not None]
     return {
@@ -187,29 +210,6 @@ def diagonal_summary(increase: pd.DataFrame, deactivated: Sequence[str]) -> dict
         "mean_diagonal_increase": _num(np.mean(diag)) if diag else None,
         "mean_off_diagonal_increase": _num(np.mean(off)) if off else None,
     }
-
-
-@torch.inference_mode()
-def generate(
-    model: nn.Module, tokenizer, prompt: str, max_new_tokens: int
-) -> tuple[str, list[int]]:
-    """Greedy continuation of one prompt (no special tokens): (text, new token ids).
-    The ids are kept because a damaged model may emit byte tokens that do not decode."""
-    ids = tokenize(tokenizer, [prompt])[0]
-    if not ids:
-        raise ValueError(f"prompt {prompt!r} has no tokens")
-    device = model.get_input_embeddings().weight.device
-    input_ids = torch.tensor([ids], device=device)
-    pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
-    out = model.generate(
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=pad,
-    )
-    new = out[0, len(ids) :].tolist()
-    return tokenizer.decode(new, skip_special_tokens=True), new
 
 
 def _num(x) -> float | None:
@@ -229,7 +229,7 @@ def run_ablation(
     key_neurons: pd.DataFrame,
     widths: Sequence[int],
     texts: Mapping[str, str],
-    prompts: Mapping[str, Sequence[str]],
+    prompts: Mapping[str, Sequence[str | Mapping[str, str]]],
     languages: Sequence[str],
     *,
     seqlen: int | None,
@@ -241,13 +241,17 @@ def run_ablation(
     outdir: str | os.PathLike,
     progress: bool = True,
     extra: Mapping | None = None,
+    label: str = "",
 ) -> dict:
     """Evaluate every condition on one loaded model and write ``OUTPUT_FILES`` to ``outdir``.
 
     Languages with an evaluation text are evaluated (in ``languages`` order); every
-    language with a key region is a deactivation condition.  Inputs are checked before
-    the first forward pass.  ``extra`` (provenance) is added to ablation.json.
-    Returns the ablation.json content.
+    language with a key region is a deactivation condition.  ``prompts``: per
+    language, prompt texts or {"item", "text"} records; the first
+    ``prompts_per_language`` of each are continued under the full model and every
+    language's deactivation.  Inputs are checked before the first forward pass.
+    ``extra`` (provenance) is added to ablation.json; ``label`` (model and checkpoint)
+    starts error messages.  Returns the ablation.json content.
     """
     languages, seeds = [str(lang) for lang in languages], [int(s) for s in seeds]
     if not seeds:
@@ -270,20 +274,27 @@ def run_ablation(
         lang: windows(ids[lang], seqlen, f"perplexity text of language {lang!r}")
         for lang in evaluated
     }
-    chosen = {lang: list(prompts.get(lang, []))[:prompts_per_language] for lang in languages}
+    chosen = {
+        lang: [
+            {"item": None, "text": p} if isinstance(p, str) else {"item": p.get("item"), **p}
+            for p in list(prompts.get(lang, []))[:prompts_per_language]
+        ]
+        for lang in languages
+    }
     for lang, some in chosen.items():
-        if some and not all(tokenize(tokenizer, some)):
-            raise ValueError(f"a probe prompt of language {lang!r} has no tokens")
+        if some and not all(tokenize(tokenizer, [p["text"] for p in some])):
+            raise ValueError(f"a prompt of language {lang!r} has no tokens")
+    chosen = {lang: some for lang, some in chosen.items() if some}
 
     hooks_before, probe = _hook_count(site), wins[evaluated[0]][:1]
     probe_before = perplexity(model, probe, 1)
     runs = [("full", None, {})]
     runs += [("random", s, random_neurons(widths, fraction, s)) for s in seeds]
     runs += [(lang, None, regions[lang]) for lang in deactivated]
-    results = _perplexities(model, runs, wins, batch_size, neuron_module, progress)
+    results = _perplexities(model, runs, wins, batch_size, neuron_module, progress, label)
     gen_runs = [(name, neurons) for name, seed, neurons in runs if seed is None]
     generations = _generations(
-        model, tokenizer, gen_runs, chosen, max_new_tokens, neuron_module, progress
+        model, tokenizer, gen_runs, chosen, max_new_tokens, batch_size, neuron_module, progress
     )
     hooks_removed = _hook_count(site) == hooks_before
     restored = perplexity(model, probe, 1) == probe_before
@@ -309,6 +320,14 @@ def run_ablation(
     conditions["status"] = ["evaluated"] * 2 + [
         "evaluated" if sizes[lang] else NO_KEY_NEURONS for lang in languages
     ]
+    overflow = [
+        {"condition": name, "seed": seed, "language": lang}
+        for (name, seed), values in results.items()
+        for lang, value in values.items()
+        if math.isinf(value)
+    ]
+    for cell in overflow:
+        warnings.warn(f"{label}: perplexity overflowed to inf: {cell}")
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +337,7 @@ def run_ablation(
     conditions.to_csv(outdir / "conditions.csv")
     with open(outdir / "generations.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in generations)
+    write_html(generations, outdir / "generations.html", title=label or "generations")
     from lingua_franca.plots import plot_ppl_increase  # matplotlib only when the figure is drawn
 
     plot_ppl_increase(
@@ -363,13 +383,17 @@ def run_ablation(
             for lang in evaluated
         },
         "full_perplexity": {lang: _num(ppl.at[lang, "full"]) for lang in evaluated},
+        "overflow": overflow,
         **diagonal_summary(increase, deactivated),
         "generation": {
             "greedy": True,
             "max_new_tokens": max_new_tokens,
+            "stop_at_eos": False,
             "prompts_per_language": prompts_per_language,
             "conditions": [name for name, _ in gen_runs],
+            "prompt_languages": list(chosen),
             "n": len(generations),
+            "ended_with_eos": sum(g["first_eos"] is not None for g in generations),
         },
         "hooks_removed": hooks_removed,
         "restored_exactly": restored,
@@ -381,51 +405,50 @@ def run_ablation(
     return summary
 
 
-def _perplexities(model, runs, wins, batch_size, neuron_module, progress) -> dict:
+def _perplexities(model, runs, wins, batch_size, neuron_module, progress, label="") -> dict:
     """{(condition, seed): {language: PPL}}; one hook installation per condition,
-    every language evaluated inside it; one bar over all windows of all conditions."""
+    every language evaluated inside it; one bar over all windows of all conditions.
+    A NaN perplexity stops here, naming the model, condition and language."""
     results = {}
     total = len(runs) * sum(len(w) for w in wins.values())
     with tqdm(total=total, unit="window", desc="perplexity", disable=not progress) as bar:
         for name, seed, neurons in runs:
             bar.set_postfix_str(name if seed is None else f"{name} seed {seed}")
             with zero_neurons(model, neurons, neuron_module):
-                results[name, seed] = {
-                    lang: perplexity(model, w, batch_size, bar) for lang, w in wins.items()
-                }
+                results[name, seed] = {}
+                for lang, w in wins.items():
+                    value = perplexity(model, w, batch_size, bar)
+                    if math.isnan(value):
+                        condition = repr(name) if seed is None else f"{name!r} (seed {seed})"
+                        raise NonFinitePerplexityError(
+                            f"{label + ': ' if label else ''}perplexity of language {lang!r} "
+                            f"under condition {condition} is NaN (the model's log-probabilities "
+                            "are not numbers: a half-precision overflow? try dtype float32)"
+                        )
+                    results[name, seed][lang] = value
     return results
 
 
-def _generations(model, tokenizer, runs, prompts, max_new_tokens, neuron_module, progress):
-    """One record per (condition, language, prompt), greedy (Appendix A): the full
-    model on every language's prompts, each deactivation on its own language's
-    (a cross product would cost languages² generations)."""
-    records = []
-
-    def own(name):
-        return prompts if name == "full" else {name: prompts.get(name, [])}
-
-    total = sum(len(texts) for name, _ in runs for texts in own(name).values())
+def _generations(
+    model, tokenizer, runs, prompts, max_new_tokens, batch_size, neuron_module, progress
+):
+    """One record per (condition, prompt language, prompt), greedy, exactly
+    ``max_new_tokens`` new tokens (Appendix A): the full model and every language's
+    deactivation, each on every language's prompts."""
+    total = len(runs) * sum(len(p) for p in prompts.values())
     with tqdm(
         total=total, unit="prompt", desc="generation", disable=not progress or not total
     ) as bar:
-        for name, neurons in runs:
-            with zero_neurons(model, neurons, neuron_module):
-                for lang, texts in own(name).items():
-                    for i, prompt in enumerate(texts):
-                        text, new = generate(model, tokenizer, prompt, max_new_tokens)
-                        records.append(
-                            {
-                                "condition": name,
-                                "language": lang,
-                                "prompt_index": i,
-                                "prompt": prompt,
-                                "continuation": text,
-                                "continuation_ids": new,
-                            }
-                        )
-                        bar.update()
-    return records
+        return generate_all(
+            model,
+            tokenizer,
+            runs,
+            prompts,
+            max_new_tokens,
+            batch_size,
+            lambda neurons: zero_neurons(model, neurons, neuron_module),
+            bar,
+        )
 
 
 KINDS = {"full": "full", "random": "random"}
@@ -438,4 +461,8 @@ DEFINITIONS = {
     "language's deactivation; null without an own key region or a rival one",
     "restored_exactly": "after all conditions, the full model's PPL on the first window is "
     "bitwise the one measured before",
+    "overflow": "(condition, seed, language) whose perplexity overflowed to inf; kept as inf "
+    "in the tables, left out of the means and of diagonal_dominates",
+    "generation": "greedy, exactly max_new_tokens new tokens, no stop at end-of-sequence "
+    "(first_eos: where the first one came); every condition but random × every prompt language",
 }

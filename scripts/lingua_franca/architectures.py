@@ -415,9 +415,12 @@ def zero_neurons(
 
     Equivalent to zeroing the matching input columns of each output projection, but
     leaves the weights untouched; leaving the block restores the model exactly.
+    On leaving, every layer with neurons to zero must have passed through its hook at
+    least once: a module the forward never calls (a wrong ``neuron_module``) would
+    otherwise leave the model whole and the condition equal to the full model.
     """
     site = find_neurons(model, neuron_module)
-    handles = []
+    handles, fired, hooked = [], set(), []
     with _hooks(handles):
         for layer, index in neurons.items():
             index = _as_index(index)
@@ -427,7 +430,8 @@ def zero_neurons(
                 continue
             keep: dict[tuple, torch.Tensor] = {}
 
-            def scale(x, index=index, keep=keep):
+            def scale(x, index=index, keep=keep, layer=layer):
+                fired.add(layer)
                 key = (x.shape[-1], x.device, x.dtype)
                 if key not in keep:
                     keep[key] = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
@@ -435,4 +439,11 @@ def zero_neurons(
                 return x * keep[key]
 
             handles.append(_register(site, layer, scale))
+            hooked.append(int(layer))
         yield site
+        missing = [layer for layer in hooked if layer not in fired]
+        if missing:
+            raise NeuronModuleError(
+                f"layers {missing} never reached {site.pattern} while their neurons were to "
+                "be zeroed: the deactivation did nothing there. " + OVERRIDE_HELP
+            )

@@ -113,8 +113,12 @@ class Config:
     def toy_models(self) -> list[Model]:
         return [m for m in self.models.values() if m.toy is not None]
 
-    def data_languages(self, kind: str) -> list[str]:
-        """The languages data section ``kind`` (probe, perplexity, xstorycloze) is read for."""
+    def data_languages(self, kind: str) -> list[str] | None:
+        """The languages data section ``kind`` (probe, perplexity, xstorycloze) is read
+        for: the probe languages, except for the stories, which have their own list
+        (None: every language the story source holds; docs/method.md §6)."""
+        if kind == "xstorycloze":
+            return self.data["xstorycloze"].get("languages")
         return self.languages
 
     def local_paths(self) -> list[tuple[str, str, str]]:
@@ -288,6 +292,19 @@ def normalise(config: dict[str, Any]) -> Config:
             get_language(code)
         except ValueError as err:
             raise ConfigError(f"languages.{i}: {err}") from None
+    for i, code in enumerate(config["data"]["xstorycloze"].get("languages") or []):
+        try:
+            get_language(code)
+        except ValueError as err:
+            raise ConfigError(f"data.xstorycloze.languages.{i}: {err}") from None
+    prompts = config["analysis"]["generation"]["prompts"]
+    if prompts is not None:
+        absent = [lang for lang in config["languages"] if lang not in prompts]
+        if absent:
+            raise ConfigError(
+                f"analysis.generation.prompts: no prompts for {absent}; give every language "
+                "its prompts, or remove the key (Genesis or the first probe items are used)"
+            )
     models = {}
     for name, entry in config["models"].items():
         if entry.get("toy") is not None and config.get("toy") is None:

@@ -13,7 +13,10 @@ lm-eval's task registry, so that nothing is downloaded and the prompt is ours:
 lm-eval scores each choice as the summed log-likelihood of ``" " + ending``
 (``target_delimiter``) after the prompt and reports ``acc``.  The model already
 loaded by the job is wrapped in ``HFLM``: no second load, and hooks on it (e.g.
-deactivated neurons) act on the scores.
+deactivated neurons) act on the scores.  Every log-likelihood is checked as it comes
+back: lm-eval's ``argmax`` over NaN scores would pick the first ending every time (an
+accuracy near 50 %, silently), so a value that is not finite stops the job, naming
+the task, language and story (``NonFiniteLogLikelihoodError``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,38 @@ FIELDS = (
 )
 
 
+class NonFiniteLogLikelihoodError(FloatingPointError):
+    """lm-eval returned a NaN or infinite log-likelihood for an ending."""
+
+
 def task_name(kind: str, lang: str) -> str:
     return f"lf_xstorycloze_{kind}_{lang}"
+
+
+def _checked_lm(label: str, **kwargs):
+    """An ``HFLM`` whose log-likelihoods are checked to be finite before lm-eval
+    scores them; ``label`` (model and checkpoint) starts the error message."""
+    import math
+
+    from lm_eval.models.huggingface import HFLM
+
+    class CheckedHFLM(HFLM):
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            results = super().loglikelihood(requests, disable_tqdm=disable_tqdm)
+            for request, (value, _greedy) in zip(requests, results, strict=True):
+                if not math.isfinite(value):
+                    name = request.task_name or "?"
+                    kind, lang = name.removeprefix("lf_xstorycloze_").partition("_")[::2]
+                    story = (request.doc or {}).get("story_id", f"#{request.doc_id}")
+                    raise NonFiniteLogLikelihoodError(
+                        f"{label + ': ' if label else ''}XStoryCloze {kind} task, language "
+                        f"{lang!r}, story {story!r}: the log-likelihood of ending "
+                        f"{request.args[1]!r} is {value} (a half-precision overflow? try "
+                        "dtype float32); lm-eval would pick the first ending instead"
+                    )
+            return results
+
+    return CheckedHFLM(**kwargs)
 
 
 def _cross_docs(docs: Sequence[Mapping], english: Mapping[str, Mapping]) -> tuple[list, int]:
@@ -131,14 +164,15 @@ def evaluate_xstorycloze(
     workdir: str | Path,
     batch_size: int = 8,
     limit: int | None = None,
+    label: str = "",
 ) -> dict:
     """Accuracy of ``model`` on the cross-lingual and monolingual tasks, per language.
 
     ``missing`` languages (and languages given no stories) appear with a reason,
     never silently dropped.  ``limit`` caps the stories per task (tests only).
+    ``label`` (model and checkpoint) starts the message of a non-finite score.
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     missing = sorted(set(missing) | {lang for lang, docs in stories.items() if not docs})
@@ -153,7 +187,9 @@ def evaluate_xstorycloze(
     if tasks:
         # HFLM may set a pad token on the tokenizer it gets: give it a copy, so that
         # the job's tokenizer is left as it was.
-        lm = HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
+        lm = _checked_lm(
+            label, pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size
+        )
         out = lm_eval.simple_evaluate(
             model=lm,
             tasks=tasks,

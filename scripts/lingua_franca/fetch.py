@@ -48,7 +48,7 @@ from lingua_franca.corpora.perplexity import (
     XLSUM_REVISION,
 )
 from lingua_franca.corpora.stories import XSTORYCLOZE_DIR, XSTORYCLOZE_FILE, XSTORYCLOZE_REPO
-from lingua_franca.languages import get_language
+from lingua_franca.languages import LANGUAGES, get_language
 
 OPUS_URL = "https://object.pouta.csc.fi/OPUS-bible-uedin/v1/moses/{pair}.txt.zip"
 MANIFEST_DIR = "data/fetched"  # one JSON manifest per item (the fetch rules' outputs)
@@ -239,9 +239,12 @@ def _data_items(cfg: Config) -> dict[str, Item]:
     folder = _local_dir(stories, XSTORYCLOZE_DIR)
     if stories["source"] == "xstorycloze" and folder is not None:
         split = stories["options"].get("split", "eval")
+        languages = cfg.data_languages("xstorycloze") or [
+            lang.code for lang in LANGUAGES.values() if lang.xstorycloze is not None
+        ]  # None: every language XStoryCloze holds
         names = [
             XSTORYCLOZE_FILE.format(config=get_language(lang).xstorycloze, split=split)
-            for lang in cfg.languages
+            for lang in languages
             if get_language(lang).xstorycloze is not None
         ]
         if names:

@@ -2,14 +2,19 @@
 
 Hub revisions and local checkpoint folders go through the same ``from_pretrained``
 call, so an intermediate checkpoint saved by a training run is treated exactly like
-a published one.  ``weights_fingerprint`` hashes the weights themselves, because
-published checkpoint series sometimes repeat a checkpoint under two names.
+a published one.  ``weights_fingerprint`` identifies the weight files that were
+loaded, because published checkpoint series sometimes repeat a checkpoint under two
+names.
 """
 
 from __future__ import annotations
 
 import hashlib
-from itertools import chain
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,8 @@ import torch
 from torch import nn
 
 from .provenance import config_hash, package_versions
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -146,22 +153,134 @@ def unreadable_weight_files(name_or_path: str, revision: str | None = None) -> l
     return broken
 
 
-def weights_fingerprint(model: nn.Module) -> str:
-    """sha256 over every parameter and buffer: name, shape, dtype and raw bytes.
+#: What ``from_pretrained`` reads, in its order of preference (``use_safetensors=None``):
+#: a sharded checkpoint's index names its shard files.
+WEIGHT_FILES = (
+    ("model.safetensors.index.json", "model.safetensors"),
+    ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+)
+#: Beside a local checkpoint's weight files: their sha256, keyed by size and mtime.
+SHA256_CACHE = ".lingua_franca_sha256.json"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-    Equal digests mean identical weights (same dtype), whatever the checkpoint is called.
-    """
+
+def checkpoint_folder(model: nn.Module) -> Path | None:
+    """The folder ``load_model`` read the weights from: the local folder, or the Hub
+    cache's snapshot of the revision; ``None`` for a model not loaded from files."""
+    source = getattr(model, "lingua_franca_source", None) or {}
+    name = source.get("model")
+    if not name:
+        return None
+    if Path(name).is_dir():
+        return Path(name)
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(
+            name, "config.json", revision=source.get("revision") or "main"
+        )
+    except ValueError:  # not a Hub id either (e.g. a local folder since removed)
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def weight_files(folder: str | os.PathLike) -> list[str]:
+    """Names (relative to ``folder``) of the weight files ``from_pretrained`` loads
+    from it: safetensors when there are any, else the PyTorch pickles; every shard a
+    sharded checkpoint's index lists.  Empty when the folder holds none."""
+    folder = Path(folder)
+    for index, single in WEIGHT_FILES:
+        if (folder / index).is_file():
+            weight_map = json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"]
+            return sorted(set(weight_map.values()))
+        if (folder / single).is_file():
+            return [single]
+    return []
+
+
+def _hash_file(path: Path) -> str:
     digest = hashlib.sha256()
-    tensors = dict(chain(model.named_parameters(), model.named_buffers()))
-    for name in sorted(tensors):
-        tensor = tensors[name].detach()
-        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype};".encode())
-        if tensor.device.type == "meta":  # offloaded by a device_map: no bytes here
-            digest.update(b"meta")
-            continue
-        flat = tensor.to("cpu").contiguous().reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy())
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_sha256s(folder: str | os.PathLike, names: Sequence[str]) -> dict[str, str]:
+    """sha256 of each named file in ``folder``, hashing as little as possible.
+
+    A file of the Hugging Face cache is a link to ``blobs/<sha256 of the file>`` (for
+    weights, which the Hub stores in LFS): its name is the hash, nothing is read.  Any
+    other file is hashed once and the result kept beside it in ``SHA256_CACHE``, keyed
+    by size and modification time, so a changed file is hashed again and an unchanged
+    one never is.  A folder that cannot be written to is hashed every time (a warning
+    says so).
+    """
+    folder = Path(folder)
+    cache_path = folder / SHA256_CACHE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))["files"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        cache = {}
+    out, changed = {}, False
+    for name in names:
+        path = folder / name
+        blob = path.resolve().name
+        if path.is_symlink() and _SHA256.match(blob):
+            out[name] = blob
+            continue
+        stat = path.stat()
+        key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        entry = cache.get(name)
+        if not (isinstance(entry, dict) and {k: entry.get(k) for k in key} == key):
+            log.info("hashing %s (%.1f MB), once", path, stat.st_size / 1e6)
+            entry = cache[name] = {**key, "sha256": _hash_file(path)}
+            changed = True
+        out[name] = entry["sha256"]
+    if changed:
+        tmp = cache_path.with_name(f"{SHA256_CACHE}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps({"files": cache}, indent=1) + "\n", encoding="utf-8")
+            tmp.replace(cache_path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            log.warning(
+                "cannot cache weight hashes in %s (%s): they are hashed again next time",
+                folder,
+                err,
+            )
+    return out
+
+
+def weights_files(model: nn.Module) -> dict[str, str] | None:
+    """{weight file: sha256} of the files ``model`` was loaded from; ``None`` for a
+    model not loaded from files (built in memory)."""
+    folder = checkpoint_folder(model)
+    if folder is None:
+        return None
+    names = weight_files(folder)
+    if not names:
+        raise FileNotFoundError(
+            f"{folder}: no weight file ({', '.join(n for pair in WEIGHT_FILES for n in pair)})"
+        )
+    return file_sha256s(folder, names)
+
+
+def weights_fingerprint(model: nn.Module) -> str | None:
+    """sha256 over the names and sha256s of the weight files the model was loaded from
+    (docs/method.md §7): equal digests mean byte-identical weight files, whatever the
+    checkpoint is called and whichever dtype it is loaded in, offloaded weights
+    included.  Reading it costs nothing for Hub models and one hash per local file
+    ever (``file_sha256s``).  ``None`` for a model not loaded from files."""
+    files = weights_files(model)
+    if files is None:
+        return None
+    return _fingerprint(files)
+
+
+def _fingerprint(files: Mapping[str, str]) -> str:
+    lines = "".join(f"{name}\t{files[name]}\n" for name in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:
@@ -179,6 +298,7 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
     """
     source = getattr(model, "lingua_franca_source", {})
     config = getattr(model, "config", None)
+    files = weights_files(model)
     return {
         "model": source.get(
             "model", getattr(config, "_name_or_path", None) or type(model).__name__
@@ -186,7 +306,8 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
         "revision": source.get("revision"),
         "commit": getattr(config, "_commit_hash", None),
         "model_type": getattr(config, "model_type", None),
-        "weights_fingerprint": weights_fingerprint(model),
+        "weights_fingerprint": None if files is None else _fingerprint(files),
+        "weights_files": files,
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "tokenizer": {
             "name_or_path": getattr(tokenizer, "name_or_path", None),

@@ -166,6 +166,7 @@ def evaluate(
             workdir,
             batch_size=batch_size,
             limit=limit,
+            label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
         )
     write_results({**result, **_provenance(settings)}, out)
 
@@ -174,7 +175,7 @@ def ablate(
     settings: dict[str, Any],
     metrics_dir: str | Path,
     texts: dict[str, str | Path],
-    probe_path: str | Path,
+    prompts_path: str | Path,
     outdir: str | Path,
     *,
     languages: list[str],
@@ -190,15 +191,13 @@ def ablate(
     import pandas as pd
 
     from lingua_franca.ablation import run_ablation
-    from lingua_franca.corpora import read_probe
 
     metrics_dir = Path(metrics_dir)
     summary = json.loads((metrics_dir / "metrics.json").read_text())
     key_neurons = pd.read_parquet(metrics_dir / "key_neurons.parquet")
     widths = [layer["width"] for layer in summary["per_layer"]]
     evaluation_texts = {lang: Path(texts[lang]).read_text(encoding="utf-8") for lang in languages}
-    probe = read_probe(probe_path, languages)
-    prompts = {lang: probe.loc[probe["lang"] == lang, "text"].tolist() for lang in languages}
+    prompts = json.loads(Path(prompts_path).read_text(encoding="utf-8"))["prompts"]
     model, tokenizer = load_checkpoint(settings, device)
     run_ablation(
         model,
@@ -218,6 +217,7 @@ def ablate(
         extra=_provenance(
             settings, weights_fingerprint=summary.get("provenance", {}).get("weights_fingerprint")
         ),
+        label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
     )
     log.info("ablation of %s @ %s written to %s", settings["model"], settings["checkpoint"], outdir)
 

@@ -47,9 +47,17 @@ Stories (``load_stories``; stories per language and the languages without data):
   the files of ``juletxara/xstory_cloze``; ``hf://datasets/juletxara/xstory_cloze``
   reads them from the Hub), ``split`` (``train`` or ``eval``, default ``eval``).
 
+The story languages are the config's ``data.xstorycloze.languages``, not the probe
+languages; null means every language the source holds.
+
 Probe selection (``sample_items``): ``random`` with a seed (the paper: 100 random
 verses) or the ``first`` N. The chosen rows are written once (``write_probe``) and
 every later rule reads them back (``read_probe``).
+
+Generation prompts (``choose_prompts``; docs/method.md §5): the config's
+``analysis.generation.prompts`` when given; else, for a Bible source, Genesis 1:1,
+1:2, ... (``b.GEN.1.1`` ...) from the whole corpus, whether or not the probe sampled
+those verses; else the first probe items.
 
 The ``prepare_*`` functions are the data rules' whole job: they take a config
 section (``source``, ``options`` and that section's settings) and write the file
@@ -79,12 +87,14 @@ from lingua_franca.corpora.probe import make_probe, read_probe, sample_items, wr
 __all__ = [
     "CorpusError",
     "build_probe",
+    "choose_prompts",
     "load_perplexity_texts",
     "load_probe_corpus",
     "load_stories",
     "make_probe",
     "prepare_perplexity_text",
     "prepare_probe",
+    "prepare_prompts",
     "prepare_stories",
     "read_parallel_tsv",
     "read_probe",
@@ -157,10 +167,11 @@ def load_perplexity_texts(
 
 
 def load_stories(
-    source: str, options: dict, languages: list[str]
+    source: str, options: dict, languages: list[str] | None
 ) -> tuple[dict[str, list[dict]], list[str]]:
-    """(stories by language, configured languages without story data). Each story is
-    a dict with story_id, input_sentence_1..4, sentence_quiz1, sentence_quiz2 and
+    """(stories by language, requested languages without story data). ``languages``
+    None asks for every language the source holds. Each story is a dict with
+    story_id, input_sentence_1..4, sentence_quiz1, sentence_quiz2 and
     answer_right_ending (int, 1 or 2)."""
     _check_source("story", source, STORY_SOURCES)
     if source == "embedded":
@@ -193,8 +204,10 @@ def source_files(kind: str, source: str, options: dict, languages: list[str]) ->
     elif source == "text_files":
         files = list(perplexity.text_files(options, languages).values())
     elif source == "xstorycloze":
-        where = stories.story_files(options, languages).values()
-        files = [Path(f) for f in where if "://" not in f]
+        remote = "://" in str(options.get("dir", stories.XSTORYCLOZE_DIR))
+        files = (
+            [] if remote else [Path(f) for f in stories.story_files(options, languages).values()]
+        )
     else:
         raise CorpusError(f"unknown {kind} source {source!r}")
     absent = [str(f) for f in files if not f.is_file()]
@@ -238,6 +251,71 @@ def prepare_probe(
     )
 
 
+BIBLE_SOURCES = ("bible_ces", "bible_opus")
+
+
+def genesis_ids(n: int) -> list[str]:
+    """The verse ids of Genesis 1:1 … 1:n, the paper's prompts (Appendix A)."""
+    return [f"b.GEN.1.{v}" for v in range(1, n + 1)]
+
+
+def choose_prompts(
+    probe_section: dict, generation: dict, languages: list[str], probe: pd.DataFrame
+) -> dict:
+    """The generation prompts: ``{"source": ..., "prompts": {lang: [{"item", "text"}]}}``.
+
+    ``generation`` is the config's ``analysis.generation`` (``prompts``,
+    ``prompts_per_language``); ``probe`` the probe table (for the first items).  A
+    Bible corpus gives Genesis 1:1 … 1:n (n = prompts_per_language) in every language,
+    taken from the whole corpus: the probe's 100 verses rarely include them.  With
+    ``bible_opus`` an item id is the English sentence id, ``b.GEN.1.1`` or, when the
+    pairs name several English documents, ``<document>#b.GEN.1.1``.
+    """
+    n = generation["prompts_per_language"]
+    given = generation.get("prompts")
+    if given:
+        absent = [lang for lang in languages if not given.get(lang)]
+        if absent:
+            raise CorpusError(
+                f"analysis.generation.prompts gives no prompt for {absent}; give every "
+                f"language of {languages} its prompts, or remove the key"
+            )
+        chosen = {lang: [{"item": None, "text": t} for t in given[lang][:n]] for lang in languages}
+        return {"source": "config", "prompts": chosen}
+    source = probe_section["source"]
+    if source in BIBLE_SOURCES and n:
+        corpus = load_probe_corpus(source, probe_section.get("options", {}), languages)
+        ids = list(dict.fromkeys(corpus["id"]))
+        items = []
+        for verse in genesis_ids(n):
+            found = [i for i in ids if i == verse or i.endswith(f"#{verse}")]
+            if not found:
+                raise CorpusError(
+                    f"probe source {source!r}: {verse} (Genesis, the generation prompts) is not "
+                    f"in every language of {languages}; give prompts in "
+                    "analysis.generation.prompts, or lower prompts_per_language"
+                )
+            items.append(found[0])
+        texts = corpus.set_index(["id", "lang"])["text"]
+        chosen = {lang: [{"item": i, "text": texts[i, lang]} for i in items] for lang in languages}
+        return {"source": "genesis", "prompts": chosen}
+    first = list(dict.fromkeys(probe["item"]))[:n]
+    texts = probe.set_index(["item", "lang"])["text"]
+    chosen = {lang: [{"item": i, "text": texts[i, lang]} for i in first] for lang in languages}
+    return {"source": "probe", "prompts": chosen}
+
+
+def prepare_prompts(
+    probe_section: dict, generation: dict, languages: list[str], probe_path, out
+) -> None:
+    """Config + probe file -> the generation prompts as JSON (``choose_prompts``)."""
+    chosen = choose_prompts(probe_section, generation, languages, read_probe(probe_path, languages))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(chosen, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    counts = {lang: len(p) for lang, p in chosen["prompts"].items()}
+    log.info("generation prompts (%s): %s -> %s", chosen["source"], counts, out)
+
+
 def prepare_perplexity_text(section: dict, lang: str, out: str | Path) -> None:
     """Config ``data.perplexity`` (source, options, max_articles) -> one language's text file."""
     options = section.get("options", {})
@@ -249,10 +327,15 @@ def prepare_perplexity_text(section: dict, lang: str, out: str | Path) -> None:
     )
 
 
-def prepare_stories(section: dict, languages: list[str], out: str | Path) -> None:
-    """Config ``data.xstorycloze`` (source, options) -> JSON ``{"stories": {lang: [story,
-    ...]}, "missing": [lang, ...]}``; the missing languages are kept, never dropped."""
-    found, missing = load_stories(section["source"], section.get("options", {}), languages)
+def prepare_stories(section: dict, out: str | Path) -> None:
+    """Config ``data.xstorycloze`` (source, options, languages) -> JSON ``{"stories":
+    {lang: [story, ...]}, "missing": [lang, ...]}``. The story languages are their own
+    list, independent of the probe languages (docs/method.md §6): ``languages`` null
+    takes every language the source holds; a listed language it lacks is kept as
+    missing, never dropped."""
+    found, missing = load_stories(
+        section["source"], section.get("options", {}), section.get("languages")
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     payload = {"stories": found, "missing": missing}
     Path(out).write_text(json.dumps(payload, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

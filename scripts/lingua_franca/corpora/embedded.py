@@ -48,10 +48,12 @@ def read_heldout_texts(options: dict, languages: list[str]) -> dict[str, str]:
     return {lang: TEXT_SEPARATOR.join(df.loc[df["lang"] == lang, "text"]) for lang in languages}
 
 
-def read_stories(options: dict, languages: list[str]) -> tuple[dict[str, list[dict]], list[str]]:
-    """The demo stories of ``languages``; a configured language with no story in the
-    file comes back in the second value (the demo, like XStoryCloze, has no fr, pt or
-    vi)."""
+def read_stories(
+    options: dict, languages: list[str] | None
+) -> tuple[dict[str, list[dict]], list[str]]:
+    """The demo stories of ``languages`` (None: every language in the file, in file
+    order); a requested language with no story in the file comes back in the second
+    value (the demo, like XStoryCloze, has no fr, pt or vi)."""
     path = embedded_dir(options) / "stories.jsonl"
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -72,6 +74,7 @@ def read_stories(options: dict, languages: list[str]) -> tuple[dict[str, list[di
             continue
         by_lang.setdefault(record["lang"], []).append(record)
     raise_problems(str(path), problems)
+    languages = list(by_lang) if languages is None else languages
     present = {lang: by_lang[lang] for lang in languages if lang in by_lang}
     missing = [lang for lang in languages if lang not in by_lang]
     return check_stories(present, str(path)), missing

@@ -73,13 +73,15 @@ def check_stories(stories: dict[str, list[dict]], where: str) -> dict[str, list[
 
 
 def read_xstorycloze(
-    options: dict, languages: list[str]
+    options: dict, languages: list[str] | None
 ) -> tuple[dict[str, list[dict]], list[str]]:
-    """XStoryCloze stories per language; the configured languages that XStoryCloze
+    """XStoryCloze stories per language; the requested languages that XStoryCloze
     does not cover (``xstorycloze`` is None in the language table) come back in the
-    second value instead. A covered language whose file is absent is an error."""
-    folder = str(options.get("dir", XSTORYCLOZE_DIR)).rstrip("/")
-    split = options.get("split", "eval")
+    second value instead. A covered language whose file is absent is an error.
+    ``languages`` None: every XStoryCloze language whose file the folder holds."""
+    folder, split = _folder_split(options)
+    if languages is None:
+        languages = _languages_held(folder, split)
     missing = [lang for lang in languages if get_language(lang).xstorycloze is None]
     stories = {
         lang: _read_story_tsv(path) for lang, path in story_files(options, languages).items()
@@ -87,21 +89,44 @@ def read_xstorycloze(
     return check_stories(stories, f"XStoryCloze ({folder}, split {split})"), missing
 
 
-def story_files(options: dict, languages: list[str]) -> dict[str, str]:
-    """The file (a local path or an ``hf://`` address) of each language XStoryCloze
-    covers; the others are left out."""
+def _folder_split(options: dict) -> tuple[str, str]:
     folder = str(options.get("dir", XSTORYCLOZE_DIR)).rstrip("/")
     split = options.get("split", "eval")
     if split not in XSTORYCLOZE_SPLITS:
         raise CorpusError(
             f"XStoryCloze split {split!r} is unknown; use one of {list(XSTORYCLOZE_SPLITS)}"
         )
+    return folder, split
+
+
+def story_files(options: dict, languages: list[str] | None) -> dict[str, str]:
+    """The file (a local path or an ``hf://`` address) of each language XStoryCloze
+    covers; the others are left out. ``languages`` None: every XStoryCloze language
+    whose file the folder holds."""
+    folder, split = _folder_split(options)
+    if languages is None:
+        languages = _languages_held(folder, split)
     files = {}
     for lang in languages:
         config = get_language(lang).xstorycloze
         if config is not None:
             files[lang] = f"{folder}/{XSTORYCLOZE_FILE.format(config=config, split=split)}"
     return files
+
+
+def _languages_held(folder: str, split: str) -> list[str]:
+    """The XStoryCloze languages (in the language table's order) with a file in
+    ``folder`` for ``split``."""
+    fs, root = fsspec.core.url_to_fs(folder)
+    held = [
+        lang.code
+        for lang in LANGUAGES.values()
+        if lang.xstorycloze is not None
+        and fs.exists(f"{root}/{XSTORYCLOZE_FILE.format(config=lang.xstorycloze, split=split)}")
+    ]
+    if not held:
+        raise CorpusError(f"{folder}: no XStoryCloze file for split {split!r} ({FETCH_HINT})")
+    return held
 
 
 def _read_story_tsv(path: str) -> list[dict]:

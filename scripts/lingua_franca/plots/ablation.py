@@ -36,7 +36,8 @@ def plot_ppl_increase(
     (a fall in perplexity shows blue).  The diagonal — a language under its own
     deactivation — is outlined.  Under each column: neuron count and fraction of K
     (``conditions`` columns ``neurons`` and ``fraction``).  A column without numbers
-    (an empty key region) is grey and labelled "no key neurons".  ``random_sd``
+    (an empty key region) is grey and labelled "no key neurons"; an overflow to inf
+    is a grey cell marked "inf (overflow)".  ``random_sd``
     (per row, in percent points) is printed as ± in the random column.
     """
     values = increase.to_numpy(dtype=float)
@@ -71,12 +72,14 @@ def plot_ppl_increase(
                     fontsize="x-small",
                     color="white" if light else "black",
                 )
+            elif np.isinf(v):  # an overflow: kept, shown, never coloured as a number
+                ax.text(j, i, "inf\n(overflow)", ha="center", va="center", fontsize="x-small")
             if row == col:
                 ax.add_patch(
                     Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2)
                 )
     for j, col in enumerate(cols):
-        if not np.isfinite(values[:, j]).any():
+        if np.isnan(values[:, j]).all():
             ax.text(
                 j,
                 (len(rows) - 1) / 2,

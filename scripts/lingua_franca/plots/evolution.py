@@ -76,7 +76,8 @@ def _legend(ax, twin, **kwargs) -> None:
 
 def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str = "") -> None:
     """Fig. 4 for one family: left, SKLR (key neurons summed over languages) and
-    LRDS; right, SADS and mean cross-lingual XStoryCloze accuracy; x = training step.
+    LRDS; right, SADS and cross-lingual XStoryCloze accuracy (the mean over the
+    non-English story languages); x = training step.
 
     ``metrics``: the family's rows of the metrics table.  One line per model (marker
     = model); checkpoints with no training step cannot be placed and are listed
@@ -93,7 +94,7 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
         (left, "sklr", "C0", "-", "SKLR (key neurons)"),
         (left2, "lrds", "C1", "--", "LRDS"),
         (right, "sads", "C2", "-", "SADS"),
-        (right2, "cross_acc_mean", "C3", "--", "cross-lingual accuracy"),
+        (right2, "cross_acc_mean", "C3", "--", "cross-lingual accuracy (non-English mean)"),
     )
     for i, (model, rows) in enumerate(stepped.groupby("model", sort=False)):
         suffix = f" — {model}" if many_models else ""
@@ -143,7 +144,7 @@ SCALE_PANELS = (
     ("lrds", "LRDS (lower: more language-agnostic)"),
     ("sads", "SADS (higher: more semantic alignment)"),
     ("sklr_fraction", "SKLR / K (key-neuron fraction)"),
-    ("cross_acc_mean", "XStoryCloze accuracy"),
+    ("cross_acc_mean", "XStoryCloze accuracy (non-English mean)"),
 )
 
 
@@ -152,7 +153,8 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
 
     ``last``: one row per model, its last checkpoint (``aggregate.last_checkpoints``).
     SKLR is shown as a fraction of K because the sizes have different K.  The
-    accuracy panel shows the monolingual task too (dashed), as a reference.
+    accuracy panel (means over the non-English story languages) shows the
+    monolingual task too (dashed), as a reference.
     """
     rows = last.assign(_x=_values(last["parameters"])).dropna(subset=["_x"]).sort_values("_x")
     fig = _figure(15, 3.8)

@@ -1,0 +1,203 @@
+"""Greedy generations (docs/method.md §5, paper Appendix A): exactly N new tokens, no
+stop at end-of-sequence, batched equal to one prompt at a time, the Table 2 layout,
+and the choice of prompts (Genesis 1:1–1:3 for a Bible corpus)."""
+
+import contextlib
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from helpers import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
+from lingua_franca.activations import tokenize
+from lingua_franca.corpora import CorpusError, choose_prompts
+from lingua_franca.generations import generate_all, greedy, left_pad, table, write_html
+from test_corpora import FIXTURES
+
+PROMPTS = [
+    "the cat sat on the mat",
+    "le chat",
+    CORPUS[4],
+    "der Hund schläft",
+    "a",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@torch.no_grad()
+def by_hand(model, ids, n):
+    """Greedy by hand: the argmax of a full forward over everything so far, n times."""
+    seq = list(ids)
+    for _ in range(n):
+        logits = model(input_ids=torch.tensor([seq])).logits[0, -1]
+        seq.append(int(logits.argmax()))
+    return seq[len(ids) :]
+
+
+def test_left_pad():
+    ids, mask = left_pad([[5, 6, 7], [8]], 0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_equals_one_prompt_at_a_time(arch, tokenizer):
+    """Left padding with the attention mask: the positions come from the mask, so
+    absolute-position models (GPT-2, OPT, XGLM) continue a padded prompt as an
+    unpadded one."""
+    model = tiny_model(arch)
+    ids = tokenize(tokenizer, PROMPTS)
+    alone = [greedy(model, [x], 6, tokenizer.eos_token_id)[0] for x in ids]
+    assert greedy(model, ids, 6, tokenizer.eos_token_id) == alone
+    assert alone[0] == by_hand(model, ids[0], 6)
+
+
+def test_plain_greedy_whatever_the_model_generation_config_says(tokenizer):
+    """A checkpoint's generation config may ask for a repetition penalty, banned
+    n-grams, suppressed tokens and an end-of-sequence stop: none of it applies."""
+    model = tiny_model("llama")
+    ids = tokenize(tokenizer, ["the cat sat on the mat"])[0]
+    expected = by_hand(model, ids, 12)
+    assert len(set(expected)) < len(expected)  # the plain greedy run repeats a token
+    config = model.generation_config
+    config.repetition_penalty, config.no_repeat_ngram_size = 3.0, 1
+    config.suppress_tokens, config.eos_token_id = [expected[0]], expected[1]
+    assert greedy(model, [ids], 12, 0) == [expected]
+    assert model.generation_config is config  # restored
+
+
+def test_end_of_sequence_does_not_stop_and_is_recorded(tokenizer):
+    """A model that emits end-of-sequence first (the demo's toy models did, so every
+    continuation was empty) still gives exactly N tokens; where it came is kept."""
+    model = tiny_model("bloom")
+    eos = tokenizer.eos_token_id
+    # the head's end-of-sequence logit always wins
+    model.lm_head.register_forward_hook(
+        lambda m, a, out: out.index_fill(-1, torch.tensor([eos]), 1e4)
+    )
+    prompts = {"en": [{"item": "a", "text": "the cat"}], "de": [{"item": "b", "text": "der Hund"}]}
+    records = generate_all(
+        model, tokenizer, [("full", {})], prompts, 64, 8, lambda n: contextlib.nullcontext()
+    )
+    assert [len(r["continuation_ids"]) for r in records] == [64, 64]
+    assert all(r["first_eos"] == 0 and r["continuation_ids"][0] == eos for r in records)
+    assert records[0]["continuation"].startswith(tokenizer.eos_token)  # special tokens shown
+
+
+def test_every_condition_continues_every_language(tokenizer):
+    """The cross product, each condition inside its own deactivation, in batches."""
+    model = tiny_model("llama")
+    seen = []
+
+    @contextlib.contextmanager
+    def deactivate(neurons):
+        seen.append(neurons)
+        yield
+
+    prompts = {
+        "en": [{"item": "1", "text": "the cat"}, {"item": "2", "text": CORPUS[0]}],
+        "fr": [{"item": "1", "text": "le chat"}, {"item": "2", "text": CORPUS[2]}],
+    }
+    runs = [("full", {}), ("en", {0: [1]}), ("fr", {1: [2]})]
+    records = generate_all(model, tokenizer, runs, prompts, 3, 3, deactivate)
+    assert seen == [{}, {0: [1]}, {1: [2]}]
+    assert [(r["condition"], r["language"], r["prompt_index"]) for r in records] == [
+        (c, lang, i) for c in ("full", "en", "fr") for lang in ("en", "fr") for i in (0, 1)
+    ]
+    assert all(r["item"] == str(r["prompt_index"] + 1) and r["new_tokens"] == 3 for r in records)
+    assert all_hooks(model) == 0
+
+
+def test_table_layout_and_html(tmp_path):
+    records = [
+        {
+            "condition": c,
+            "language": lang,
+            "prompt_index": 0,
+            "prompt": f"{lang} prompt <1>",
+            "continuation": f"{c} says \ufffd\ufffd" if c == "zh" else f"{c} says hi",
+            "new_tokens": 4,
+            "first_eos": 2 if (c, lang) == ("full", "en") else None,
+        }
+        for c in ("full", "en", "zh")
+        for lang in ("en", "zh")
+    ]
+    wide = table(records)
+    assert list(wide.columns) == ["prompt", "full", "en", "zh"]
+    assert list(wide.index) == [("en", 0), ("zh", 0)]
+    assert wide.loc[("zh", 0), "zh"] == "zh says \ufffd\ufffd"
+    write_html(records, tmp_path / "g.html", title="m @ c")
+    page = (tmp_path / "g.html").read_text(encoding="utf-8")
+    assert "original output (full model)" in page and "deactivating zh" in page
+    assert page.count('class="bad"') == 4  # two marks, in two cells
+    assert page.count('class="own"') == 2  # en under ×en, zh under ×zh
+    assert "end-of-sequence first at new token 2" in page
+    assert "en prompt &lt;1&gt;" in page  # escaped
+    write_html([], tmp_path / "empty.html", title="m @ c")
+    assert "no generations" in (tmp_path / "empty.html").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the prompts
+
+
+GENERATION = {"prompts_per_language": 3, "prompts": None}
+
+
+def probe_of(items, languages):
+    rows = [(lang, i, f"{lang} {i}") for lang in languages for i in items]
+    frame = pd.DataFrame(rows, columns=["lang", "item", "text"])
+    frame.insert(0, "row", range(len(frame)))
+    return frame
+
+
+def test_bible_prompts_are_genesis_whatever_the_probe_sampled():
+    section = {"source": "bible_ces", "options": {"dir": str(FIXTURES / "bible_ces")}}
+    probe = probe_of(["b.GEN.1.5"], ["en", "fr", "zh"])  # Genesis 1:1-1:3 not sampled
+    chosen = choose_prompts(section, GENERATION, ["en", "fr", "zh"], probe)
+    assert chosen["source"] == "genesis"
+    assert [p["item"] for p in chosen["prompts"]["zh"]] == ["b.GEN.1.1", "b.GEN.1.2", "b.GEN.1.3"]
+    assert chosen["prompts"]["fr"][0]["text"] == "Au commencement, Dieu créa les cieux et la terre."
+    assert chosen["prompts"]["zh"][0]["text"] == "起初，神创造天地。"
+    # 1:4 is missing in French: asking for four verses says so
+    with pytest.raises(CorpusError, match=r"b\.GEN\.1\.4 .*analysis\.generation\.prompts"):
+        choose_prompts(section, {**GENERATION, "prompts_per_language": 4}, ["en", "fr"], probe)
+
+
+def test_bible_opus_prompts_match_english_sentence_ids(tmp_path):
+    section = {"source": "bible_opus", "options": {"dir": str(FIXTURES / "opus")}}
+    chosen = choose_prompts(section, GENERATION, ["en", "fr"], probe_of(["x"], ["en", "fr"]))
+    assert [p["item"] for p in chosen["prompts"]["fr"]] == ["b.GEN.1.1", "b.GEN.1.2", "b.GEN.1.3"]
+    assert chosen["prompts"]["fr"][1]["text"].startswith("La terre était informe et vide")
+    # with two English documents the item ids are "<document>#<verse>"
+    for member in (FIXTURES / "opus").glob("bible-uedin.en-fr.*"):
+        shutil.copy(member, tmp_path)
+    ids = tmp_path / "bible-uedin.en-fr.ids"
+    lines = ids.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace("en/English.xml.gz", "en/English-WEB.xml.gz")
+    ids.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    section = {"source": "bible_opus", "options": {"dir": str(tmp_path)}}
+    chosen = choose_prompts(section, GENERATION, ["en", "fr"], probe_of(["x"], ["en", "fr"]))
+    assert [p["item"] for p in chosen["prompts"]["en"]] == [
+        "en/English.xml.gz#b.GEN.1.1",
+        "en/English-WEB.xml.gz#b.GEN.1.2",
+        "en/English.xml.gz#b.GEN.1.3",
+    ]
+
+
+def test_other_corpora_use_the_first_probe_items_or_the_config():
+    section = {"source": "embedded", "options": {}}
+    probe = probe_of(["p7", "p2", "p9", "p4"], ["en", "zh"])  # the sample's order
+    chosen = choose_prompts(section, GENERATION, ["en", "zh"], probe)
+    assert chosen["source"] == "probe"
+    assert chosen["prompts"]["zh"] == [{"item": i, "text": f"zh {i}"} for i in ("p7", "p2", "p9")]
+    given = {**GENERATION, "prompts": {"en": ["One", "Two", "Three", "Four"], "zh": ["一"]}}
+    chosen = choose_prompts(section, given, ["en", "zh"], probe)
+    assert chosen["source"] == "config"
+    assert [p["text"] for p in chosen["prompts"]["en"]] == ["One", "Two", "Three"]
+    assert chosen["prompts"]["zh"] == [{"item": None, "text": "一"}]
+    with pytest.raises(CorpusError, match=r"no prompt for \['zh'\]"):
+        choose_prompts(section, {**given, "prompts": {"en": ["One"]}}, ["en", "zh"], probe)
