@@ -336,7 +336,7 @@ def main(argv=None) -> dict:
                     batch_size=args.batch_size,
                     seeds=list(range(args.seeds)),
                     prompts_per_language=0,
-                    outdir=Path(tmp),
+                    files=abl.AblationFiles.in_folder(tmp),
                     progress=False,
                 )
                 be.sync(args.device)

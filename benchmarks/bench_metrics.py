@@ -139,7 +139,7 @@ def child_metrics(
     )
     if outdir:
         start = time.perf_counter()
-        metrics.write_outputs(result, outdir, title="synthetic")
+        metrics.write_outputs(result, metrics.MetricsFiles.in_folder(outdir), title="synthetic")
         report["write_outputs_s"] = time.perf_counter() - start
     report["peak_mib"] = proc_status_mib("VmHWM")
     return report

@@ -7,18 +7,20 @@
 rule ablate_key_neurons:
     input:
         unpack(model_inputs),
-        metrics="results/{model}/{checkpoint}/metrics.json",
-        key_neurons="results/{model}/{checkpoint}/key_neurons.parquet",
-        prompts="results/data/prompts.json",
-        texts=expand("results/data/perplexity/{lang}.txt", lang=LANGUAGES),
+        metrics=rules.compute_metrics.output.summary,
+        key_neurons=rules.compute_metrics.output.key_neurons,
+        prompts=rules.prepare_prompts.output[0],
+        texts=expand(rules.prepare_perplexity_text.output[0], lang=LANGUAGES),
     output:
-        perplexity=checkpoint_report("perplexity.csv"),
+        perplexity=checkpoint_report("results/{model}/{checkpoint}/perplexity.csv"),
         seeds="results/{model}/{checkpoint}/perplexity_random_seeds.csv",
         increase="results/{model}/{checkpoint}/ppl_increase.csv",
         conditions="results/{model}/{checkpoint}/conditions.csv",
-        heatmap=checkpoint_report("ppl_increase.png"),
+        heatmap=checkpoint_report("results/{model}/{checkpoint}/ppl_increase.png"),
         generations="results/{model}/{checkpoint}/generations.jsonl",
-        generations_table=checkpoint_report("generations.html"),
+        generations_table=checkpoint_report(
+            "results/{model}/{checkpoint}/generations.html"
+        ),
         summary="results/{model}/{checkpoint}/ablation.json",
     log:
         "logs/{model}/{checkpoint}/ablate_key_neurons.log",

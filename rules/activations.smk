@@ -1,11 +1,11 @@
 # Model × checkpoint → per-layer mean-pooled MLP neurons of every probe sample,
-# in a chunked zarr store (results/{model}/{checkpoint}/activations.zarr).
+# in a chunked zarr store.
 
 
 rule extract_activations:
     input:
         unpack(model_inputs),
-        probe="results/data/probe.tsv",
+        probe=rules.prepare_probe.output.probe,
     output:
         directory("results/{model}/{checkpoint}/activations.zarr"),
     log:

@@ -1,21 +1,15 @@
-# Every model × checkpoint → one table (results/summary/metrics.csv, duplicated
-# weights flagged), the figures across checkpoints and scales, and the summary page
-# of the report.
+# Every model × checkpoint → one table (metrics.csv, duplicated weights flagged), the
+# figures across checkpoints and scales, and the summary page of the report. The input
+# lists and params.checkpoints follow the config's grid in the same order.
 
 
 rule aggregate:
     input:
-        metrics=checkpoint_targets("metrics.json"),
-        xstorycloze=checkpoint_targets("xstorycloze.json"),
-        ablation=checkpoint_targets("ablation.json"),
+        metrics=per_checkpoint(rules.compute_metrics.output.summary),
+        xstorycloze=per_checkpoint(rules.evaluate_xstorycloze.output[0]),
+        ablation=per_checkpoint(rules.ablate_key_neurons.output.summary),
     output:
-        summary_outputs(),
-        html=report(
-            "results/summary/summary.html",
-            caption="../resources/report/summary_table.rst",
-            category="1. Summary",
-            labels={"file": "summary table"},
-        ),
+        summary_outputs("results/summary/{name}"),
     log:
         "logs/summary/aggregate.log",
     conda:
@@ -25,6 +19,6 @@ rule aggregate:
         mem_mb=2000,
         runtime=30,
     params:
-        records=checkpoint_records(CFG),
+        checkpoints=CHECKPOINTS,  # in the order of each input list
     script:
         "../scripts/aggregate.py"

@@ -17,7 +17,7 @@ from snakemake.logging import logger
 from lingua_franca.checks import data_inputs, preflight
 from lingua_franca.config import ConfigError, load_config
 from lingua_franca.fetch import fetched_data
-from lingua_franca.aggregate import checkpoint_records, config_grid, summary_files
+from lingua_franca.aggregate import SUMMARY_PAGE, config_grid, summary_names
 
 # a config error stops the run here, before any job is planned: nothing is deleted
 try:
@@ -62,23 +62,35 @@ wildcard_constraints:
     lang=_alternatives(LANGUAGES),
 
 
+# Every results path is written once, in the output of the rule that makes it; the
+# rules after it, and the functions below, name it as rules.<rule>.output (these
+# functions run once every rule file is read).
+
+
+def per_checkpoint(pattern):
+    """``pattern`` (a rule output with {model} and {checkpoint}) for every model ×
+    checkpoint, in config order: the order of ``CHECKPOINTS``."""
+    pattern = str(pattern)  # without the output's flags (directory, report)
+    return [expand(pattern, model=c.model, checkpoint=c.name)[0] for c in CFG.grid()]
+
+
+# what names each checkpoint in the summary, in the order of per_checkpoint's lists
+CHECKPOINTS = [CFG.identity(c.model, c.name) for c in CFG.grid()]
+
+
 def toy_targets():
-    return [f"results/toy/{name}" for name in TOY_MODELS]
-
-
-def checkpoint_targets(*names):
-    """Files named ``names`` in every model × checkpoint folder."""
-    return [f"results/{c.model}/{c.name}/{name}" for c in CFG.grid() for name in names]
+    return expand(str(rules.train_toy.output[0]), toy=TOY_MODELS)
 
 
 def all_targets():
     """Everything the config asks for: the default target."""
     return (
-        ["results/data/probe.tsv"]
+        [rules.prepare_probe.output.probe]
         + toy_targets()
-        + checkpoint_targets("metrics.json", "perplexity.csv", "xstorycloze.json")
-        + summary_files(config_grid(CFG))
-        + ["results/summary/summary.html"]
+        + per_checkpoint(rules.compute_metrics.output.summary)
+        + per_checkpoint(rules.ablate_key_neurons.output.perplexity)
+        + per_checkpoint(rules.evaluate_xstorycloze.output[0])
+        + [str(path) for path in rules.aggregate.output]
     )
 
 
@@ -87,12 +99,16 @@ def model_inputs(wildcards):
     trained toy model's folder; nothing for Hub models and local folders."""
     model = CFG.models[wildcards.model]
     if model.toy is not None:
-        return {"model": f"results/toy/{model.name}"}
+        return {"model": expand(str(rules.train_toy.output[0]), toy=model.name)[0]}
     return {}
 
 
-def job_settings(wildcards):
-    return CFG.job_settings(wildcards.model, wildcards.checkpoint)
+def job_settings(wildcards, input):
+    """Config.job_settings of the job's model × checkpoint; a toy model's checkpoints
+    lie in the folder its training job wrote (the job's input ``model``)."""
+    return CFG.job_settings(
+        wildcards.model, wildcards.checkpoint, model_folder=input.get("model")
+    )
 
 
 def _parameters(wildcards):
@@ -142,36 +158,38 @@ def local_source_files(kind, languages=None):
 REPORT = Path(workflow.basedir) / "resources" / "report"
 
 
-def checkpoint_report(name):
+def checkpoint_report(path):
     """A per-checkpoint output, shown in the report with its caption
-    (resources/report/<name without extension>.rst)."""
+    (resources/report/<file name without extension>.rst)."""
+    stem = Path(path).stem
     return flag_for_report(
-        f"results/{{model}}/{{checkpoint}}/{name}",
-        caption=str(REPORT / f"{Path(name).stem}.rst"),
+        path,
+        caption=str(REPORT / f"{stem}.rst"),
         category="3. Per checkpoint",
         subcategory="{model}",
-        labels={
-            "checkpoint": "{checkpoint}",
-            "figure": Path(name).stem.replace("_", " "),
-        },
+        labels={"checkpoint": "{checkpoint}", "figure": stem.replace("_", " ")},
     )
 
 
-def summary_outputs():
-    """The aggregate's files (named from the config alone), flagged for the report."""
+def summary_outputs(pattern):
+    """The aggregate's files: ``pattern`` (with {name}) for every file name the
+    config's grid makes (lingua_franca.aggregate.summary_names) and summary.html,
+    flagged for the report."""
     flagged = []
-    for path in summary_files(config_grid(CFG)):
-        stem = Path(path).stem
+    for name in summary_names(config_grid(CFG)) + [SUMMARY_PAGE]:
+        stem = Path(name).stem
         kind = next(
             k
             for k in ("evolution", "scale", "key_layers", "key_languages", "")
             if stem.startswith(k)
         )
         caption = f"{kind}.rst" if kind else "summary_csv.rst"
+        if name == SUMMARY_PAGE:
+            caption, stem = "summary_table.rst", "summary table"
         category = "2. Across checkpoints and scales" if kind else "1. Summary"
         flagged.append(
             flag_for_report(
-                path,
+                expand(pattern, name=name)[0],
                 caption=str(REPORT / caption),
                 category=category,
                 labels={"file": stem.replace("_", " ")},

@@ -29,7 +29,7 @@ rule prepare_probe:
 rule prepare_prompts:
     input:
         local_source_files("probe"),
-        probe="results/data/probe.tsv",
+        probe=rules.prepare_probe.output.probe,
     output:
         "results/data/prompts.json",
     log:

@@ -6,11 +6,11 @@
 rule evaluate_xstorycloze:
     input:
         unpack(model_inputs),
-        stories="results/data/xstorycloze.json",
+        stories=rules.prepare_stories.output[0],
         # not read: orders this job after the ablation inside the checkpoint's group
         # (rules/common.smk, MODEL_WORK); ancient, so a rerun of the ablation does not
         # rerun XStoryCloze
-        after=ancient("results/{model}/{checkpoint}/ablation.json"),
+        after=ancient(str(rules.ablate_key_neurons.output.summary)),
     output:
         "results/{model}/{checkpoint}/xstorycloze.json",
     log:

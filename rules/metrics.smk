@@ -10,16 +10,20 @@ BOOTSTRAP = CFG.analysis["bootstrap"]["resamples"] > 0
 
 rule compute_metrics:
     input:
-        "results/{model}/{checkpoint}/activations.zarr",
+        rules.extract_activations.output[0],
     output:
-        json="results/{model}/{checkpoint}/metrics.json",
+        summary="results/{model}/{checkpoint}/metrics.json",
         key_neurons="results/{model}/{checkpoint}/key_neurons.parquet",
         similarity="results/{model}/{checkpoint}/similarity.npy",
         labels="results/{model}/{checkpoint}/similarity_labels.tsv",
-        similarity_map=checkpoint_report("similarity.png"),
-        layerwise=checkpoint_report("layerwise.png"),
-        per_layer=checkpoint_report("key_neurons_per_layer.png"),
-        per_language=checkpoint_report("key_neurons_per_language.png"),
+        similarity_map=checkpoint_report("results/{model}/{checkpoint}/similarity.png"),
+        layerwise=checkpoint_report("results/{model}/{checkpoint}/layerwise.png"),
+        per_layer=checkpoint_report(
+            "results/{model}/{checkpoint}/key_neurons_per_layer.png"
+        ),
+        per_language=checkpoint_report(
+            "results/{model}/{checkpoint}/key_neurons_per_language.png"
+        ),
     log:
         "logs/{model}/{checkpoint}/compute_metrics.log",
     group:

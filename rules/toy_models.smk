@@ -27,7 +27,7 @@ rule prepare_toy_text:
 
 rule train_tokenizer:
     input:
-        "results/data/toy_train.txt",
+        rules.prepare_toy_text.output.train,
     output:
         directory("results/data/tokenizer"),
     log:
@@ -46,9 +46,9 @@ rule train_tokenizer:
 
 rule train_toy:
     input:
-        tokenizer="results/data/tokenizer",
-        train="results/data/toy_train.txt",
-        valid="results/data/toy_valid.txt",
+        tokenizer=rules.train_tokenizer.output[0],
+        train=rules.prepare_toy_text.output.train,
+        valid=rules.prepare_toy_text.output.valid,
     output:
         directory("results/toy/{toy}"),
     log:

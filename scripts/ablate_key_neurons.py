@@ -1,7 +1,5 @@
 """Rule ablate_key_neurons: perplexity under each deactivation, table, heatmap, generations."""
 
-from pathlib import Path
-
 import torch
 from lingua_franca.logs import log_to
 from lingua_franca.pipeline import ablate
@@ -11,10 +9,11 @@ with log_to(snakemake.log[0]):
     languages = snakemake.params.languages
     ablate(
         snakemake.params.settings,
-        Path(snakemake.input.metrics).parent,
+        snakemake.input.metrics,
+        snakemake.input.key_neurons,
         dict(zip(languages, snakemake.input.texts)),
         snakemake.input.prompts,
-        Path(snakemake.output.perplexity).parent,
+        dict(snakemake.output.items()),
         languages=languages,
         device=snakemake.params.device,
         seqlen=snakemake.params.seqlen,

@@ -11,6 +11,7 @@ import torch
 from helpers import CORPUS, HAND, all_hooks, tiny_model, tiny_tokenizer
 from lingua_franca import ablation
 from lingua_franca.ablation import (
+    AblationFiles,
     NonFinitePerplexityError,
     diagonal_summary,
     key_regions,
@@ -64,8 +65,21 @@ def run(model, tokenizer, key, widths, outdir, texts=TEXTS, prompts=PROMPTS, **k
     """run_ablation with the test defaults (short generations, no progress bars)."""
     kw = {"seqlen": SEQLEN, "batch_size": BATCH, "seeds": [0], "max_new_tokens": 5, **kw}
     return run_ablation(
-        model, tokenizer, key, widths, texts, prompts, LANGS, outdir=outdir, progress=False, **kw
+        model,
+        tokenizer,
+        key,
+        widths,
+        texts,
+        prompts,
+        LANGS,
+        files=files(outdir),
+        progress=False,
+        **kw,
     )
+
+
+def files(folder):
+    return AblationFiles.in_folder(folder)
 
 
 def zeroed_copy(model, arch, neurons):
@@ -239,15 +253,15 @@ def test_overflow_is_kept_flagged_and_never_dominates(tokenizer, tmp_path):
     key = key_table([("en", 0, 1), ("de", 1, 2), ("fr", 0, 7)])
     with pytest.warns(UserWarning, match="overflowed to inf"):
         summary = run(model, tokenizer, key, [40, 40], tmp_path, max_new_tokens=2)
-    ppl = pd.read_csv(tmp_path / "perplexity.csv", index_col="language")
+    ppl = pd.read_csv(files(tmp_path).perplexity, index_col="language")
     assert np.isinf(ppl[["full", "random", *LANGS]].to_numpy()).all()  # kept as inf
-    inc = pd.read_csv(tmp_path / "ppl_increase.csv", index_col="language")
+    inc = pd.read_csv(files(tmp_path).increase, index_col="language")
     assert inc.isna().all().all()  # no increase over an inf full model
     cells = {(c["condition"], c["language"]) for c in summary["overflow"]}
     assert cells == {(c, lang) for c in ("full", "random", *LANGS) for lang in LANGS}
     assert set(summary["diagonal_dominates"].values()) == {None}
     assert summary["full_perplexity"] == {lang: None for lang in LANGS}
-    assert json.loads((tmp_path / "ablation.json").read_text()) == summary
+    assert json.loads(files(tmp_path).summary.read_text()) == summary
 
 
 # ------------------------------------------------------------------ deactivation
@@ -276,7 +290,7 @@ def test_run_ablation_matches_weight_edits_and_restores_the_model(arch, tokenize
     )
     before = {lang: perplexity(model, lang_windows(tokenizer, lang), BATCH) for lang in LANGS}
     run(model, tokenizer, key, widths, tmp_path, max_new_tokens=4, prompts_per_language=1)
-    ppl = pd.read_csv(tmp_path / "perplexity.csv", index_col="language")
+    ppl = pd.read_csv(files(tmp_path).perplexity, index_col="language")
     regions = key_regions(key, LANGS, widths)
     for lang in LANGS:
         edited = zeroed_copy(model, arch, regions[lang])
@@ -293,7 +307,7 @@ def test_run_ablation_matches_weight_edits_and_restores_the_model(arch, tokenize
         lang: perplexity(model, lang_windows(tokenizer, lang), BATCH) for lang in LANGS
     } == before
     assert all_hooks(model) == 0
-    assert json.loads((tmp_path / "ablation.json").read_text())["restored_exactly"] is True
+    assert json.loads(files(tmp_path).summary.read_text())["restored_exactly"] is True
 
 
 # ------------------------------------------------------------------ outputs
@@ -305,30 +319,30 @@ def test_outputs_with_an_empty_region_and_several_seeds(tokenizer, tmp_path):
     key = key_table([("en", 0, i) for i in range(6)] + [("en", 1, 0), ("de", 1, 2), ("de", 0, 3)])
     texts = {lang: TEXTS[lang] for lang in ("en", "fr", "de")}  # order differs from LANGS
     summary = run(model, tokenizer, key, widths, tmp_path, texts=texts, seeds=[0, 1, 2])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(ablation.OUTPUT_FILES)
+    assert sorted(tmp_path.iterdir()) == sorted(files(tmp_path).paths().values())
 
-    ppl = pd.read_csv(tmp_path / "perplexity.csv", index_col="language")
+    ppl = pd.read_csv(files(tmp_path).perplexity, index_col="language")
     assert list(ppl.index) == LANGS
     assert list(ppl.columns) == ["full", "random", "random_sd", *LANGS]
     assert ppl["fr"].isna().all() and ppl.drop(columns="fr").notna().all().all()
-    seeds = pd.read_csv(tmp_path / "perplexity_random_seeds.csv", index_col="language")
+    seeds = pd.read_csv(files(tmp_path).seeds, index_col="language")
     assert list(seeds.columns) == ["seed_0", "seed_1", "seed_2"]
     np.testing.assert_allclose(ppl["random"], seeds.mean(axis=1))
     np.testing.assert_allclose(ppl["random_sd"], seeds.std(axis=1, ddof=1))
     assert seeds.nunique(axis=1).eq(3).all()  # the seeds really draw different neurons
 
-    inc = pd.read_csv(tmp_path / "ppl_increase.csv", index_col="language")
+    inc = pd.read_csv(files(tmp_path).increase, index_col="language")
     assert list(inc.columns) == ["random", *LANGS]
     np.testing.assert_allclose(inc["en"], (ppl["en"] / ppl["full"] - 1) * 100)
     assert inc["fr"].isna().all()
 
-    cond = pd.read_csv(tmp_path / "conditions.csv", index_col="condition")
+    cond = pd.read_csv(files(tmp_path).conditions, index_col="condition")
     assert list(cond.index) == ["full", "random", *LANGS]
     assert cond["neurons"].tolist() == [0, round(0.09 * 80), 7, 2, 0]  # en: 7/80 = 8.75 % → 9 %
     np.testing.assert_allclose(cond["fraction"], cond["neurons"] / 80)
     assert cond["status"].tolist() == ["evaluated"] * 4 + ["no key neurons"]
 
-    gens = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    gens = [json.loads(line) for line in files(tmp_path).generations.read_text().splitlines()]
     keys = [(g["condition"], g["language"], g["prompt_index"]) for g in gens]
     # every condition but random (full, then each deactivated language) × every prompt
     # language × its first 3 prompts (Appendix A's tables), in that order
@@ -345,11 +359,11 @@ def test_outputs_with_an_empty_region_and_several_seeds(tokenizer, tmp_path):
         assert g["continuation"] == tokenizer.decode(g["continuation_ids"])
         eos = [i for i, t in enumerate(g["continuation_ids"]) if t == tokenizer.eos_token_id]
         assert g["first_eos"] == (eos[0] if eos else None)
-    page = (tmp_path / "generations.html").read_text(encoding="utf-8")
+    page = files(tmp_path).generations_table.read_text(encoding="utf-8")
     assert page.count("<tr>") == 1 + sum(len(PROMPTS[lang][:3]) for lang in LANGS)
     assert "deactivating en" in page and "deactivating fr" not in page  # fr: no key neurons
 
-    saved = json.loads((tmp_path / "ablation.json").read_text())
+    saved = json.loads(files(tmp_path).summary.read_text())
     assert saved == summary
     assert saved["languages_without_key_neurons"] == ["fr"]
     assert {c["name"]: c["status"] for c in saved["conditions"]}["fr"] == "no key neurons"
@@ -391,12 +405,12 @@ def test_one_seed_no_spread_column_and_missing_text(tokenizer, tmp_path):
     key = key_table([("de", 0, 5)])
     texts = {"de": TEXTS["de"], "fr": TEXTS["fr"]}
     summary = run(model, tokenizer, key, widths, tmp_path, texts=texts, prompts={}, seeds=[3])
-    ppl = pd.read_csv(tmp_path / "perplexity.csv", index_col="language")
+    ppl = pd.read_csv(files(tmp_path).perplexity, index_col="language")
     assert list(ppl.columns) == ["full", "random", *LANGS] and list(ppl.index) == ["de", "fr"]
     assert ppl[["en", "fr"]].isna().all().all() and ppl["de"].notna().all()
     assert summary["languages_without_text"] == ["en"]
     assert summary["random_percent"] == 1  # 1/128 = 0.8 % → 1 %
-    assert (tmp_path / "generations.jsonl").read_text() == ""  # no prompts given
+    assert files(tmp_path).generations.read_text() == ""  # no prompts given
     assert summary["diagonal_dominates"] == {"de": None, "fr": None}  # de has no rival region
 
 

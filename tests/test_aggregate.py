@@ -15,10 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from lingua_franca import aggregate
-from lingua_franca.aggregate import collect_tables, last_checkpoints, summary_files, write_summary
+from lingua_franca.aggregate import (
+    collect_tables,
+    grid_of,
+    last_checkpoints,
+    summary_names,
+    write_summary,
+)
 from lingua_franca.plots import evolution as plots_evolution
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RESULT_FILES = ("metrics", "xstorycloze", "ablation")  # a record's files
 LANGS = ["en", "zh", "fr"]
 WIDTH = 8  # two layers of 8 neurons: K = 16
 
@@ -211,7 +218,12 @@ def records(fabricated):
 def summary(fabricated, tmp_path_factory):
     """write_summary once for the module (figures are the slow part)."""
     outdir = tmp_path_factory.mktemp("summary")
-    return outdir, write_summary(fabricated, outdir)
+    return outdir, write_summary(fabricated, in_folder(outdir, fabricated))
+
+
+def in_folder(outdir, records):
+    """Every summary file of the records' grid, in ``outdir``."""
+    return {name: outdir / name for name in summary_names(grid_of(records))}
 
 
 def read(outdir, name):
@@ -298,8 +310,9 @@ def test_last_checkpoints(records):
 def test_every_promised_file_is_written(summary):
     outdir, paths = summary
     grid = [(g[0], g[1], g[2]) for g in GRID]
-    promised = summary_files(grid, outdir=str(outdir))
+    promised = [str(outdir / name) for name in summary_names(grid)]
     assert sorted(map(str, paths.values())) == sorted(promised)
+    assert sorted(map(str, outdir.iterdir())) == sorted(promised)
     assert f"{outdir}/evolution_evo.png" in promised and f"{outdir}/scale_sz.png" in promised
     assert f"{outdir}/key_layers_sz-m.png" in promised
     assert f"{outdir}/key_languages_evo-1b.png" in promised
@@ -311,22 +324,29 @@ def test_every_promised_file_is_written(summary):
             assert data.startswith(b"model,family,checkpoint,step,"), name
 
 
-def test_summary_files_names_only():
+def test_summary_names_from_the_grid_alone():
     grid = [("org/m 1", "fam/x", "main"), ("m2", "fam/x", "main"), ("m2", "fam/x", "step-1")]
-    assert summary_files(grid, outdir="s") == [
-        "s/metrics.csv",
-        "s/key_neurons_per_layer.csv",
-        "s/key_neurons_per_language.csv",
-        "s/xstorycloze.csv",
-        "s/evolution_fam_x.png",
-        "s/scale_fam_x.png",
-        "s/key_layers_org_m_1.png",
-        "s/key_languages_org_m_1.png",
-        "s/key_layers_m2.png",
-        "s/key_languages_m2.png",
+    assert summary_names(grid) == [
+        "metrics.csv",
+        "key_neurons_per_layer.csv",
+        "key_neurons_per_language.csv",
+        "xstorycloze.csv",
+        "evolution_fam_x.png",
+        "scale_fam_x.png",
+        "key_layers_org_m_1.png",
+        "key_languages_org_m_1.png",
+        "key_layers_m2.png",
+        "key_languages_m2.png",
     ]
     with pytest.raises(ValueError, match="same summary file"):
-        summary_files([("a", "f/1", "c"), ("b", "f 1", "c")])
+        summary_names([("a", "f/1", "c"), ("b", "f 1", "c")])
+
+
+def test_a_missing_output_path_is_an_error(fabricated, tmp_path):
+    paths = in_folder(tmp_path, fabricated)
+    del paths["scale_sz.png"]
+    with pytest.raises(ValueError, match=r"no path given for summary files \['scale_sz.png'\]"):
+        write_summary(fabricated, paths)
 
 
 def test_wrong_file_for_record(records):
@@ -349,15 +369,22 @@ def test_degenerate_figures(tmp_path, records):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
 
 
-def test_config_helpers():
+def test_records_pair_identities_with_the_rules_input_lists():
     from lingua_franca.config import load_config_file
 
     cfg = load_config_file(Path(__file__).parents[1] / "workflow_config.yaml")
     grid = aggregate.config_grid(cfg)
     assert ("toy-bloom-m", "toy-bloom", "step-600") in grid
-    records = aggregate.checkpoint_records(cfg)
-    assert records[0]["metrics"] == f"results/{grid[0][0]}/{grid[0][2]}/metrics.json"
+    identities = [cfg.identity(c.model, c.name) for c in cfg.grid()]
+    metrics = [f"m{i}.json" for i in range(len(grid))]
+    ablations = [f"a{i}.json" for i in range(len(grid))]
+    records = aggregate.checkpoint_records(identities, metrics=metrics, ablation=ablations)
+    assert grid_of(records) == grid
+    assert [(r["metrics"], r["ablation"]) for r in records] == list(zip(metrics, ablations))
+    assert "xstorycloze" not in records[0]
     assert {r["family"] for r in records} == {"toy-bloom", "toy-llama"}
+    with pytest.raises(ValueError, match="2 xstorycloze files for 7 checkpoints"):
+        aggregate.checkpoint_records(identities, xstorycloze=["x", "y"])
 
 
 def test_the_aggregate_leaves_only_the_current_grids_files(fabricated, tmp_path):
@@ -369,7 +396,20 @@ def test_the_aggregate_leaves_only_the_current_grids_files(fabricated, tmp_path)
     for stale in ("evolution_gone.png", "key_layers_gone-7b.png", "notes.txt"):
         (outdir / stale).write_bytes(PNG_MAGIC)
     records = [dict(r) for r in fabricated if r["family"] == "evo"]
-    aggregate_job(records, outdir)
-    grid = [(r["model"], r["family"], r["checkpoint"]) for r in records]
-    expected = {Path(p).name for p in summary_files(grid, str(outdir))} | {"summary.html"}
-    assert {p.name for p in outdir.iterdir()} == expected
+    identities = [{k: v for k, v in r.items() if k not in RESULT_FILES} for r in records]
+    inputs = {kind: [r.get(kind) for r in records] for kind in RESULT_FILES}
+    expected = [*summary_names(grid_of(records)), "summary.html"]
+    aggregate_job(identities, inputs, [outdir / name for name in expected])
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(expected)
+    assert "<h2>metrics.csv</h2>" in (outdir / "summary.html").read_text()
+
+
+def test_the_aggregate_wants_its_outputs_in_one_folder(fabricated, tmp_path):
+    from lingua_franca.pipeline import aggregate as aggregate_job
+
+    records = [dict(r) for r in fabricated if r["family"] == "evo"]
+    names = [*summary_names(grid_of(records)), "summary.html"]
+    outputs = [tmp_path / ("a" if i else "b") / name for i, name in enumerate(names)]
+    with pytest.raises(ValueError, match="in one folder"):
+        aggregate_job(records, {"metrics": [r["metrics"] for r in records]}, outputs)
+    assert not any(tmp_path.iterdir())

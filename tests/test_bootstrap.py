@@ -275,8 +275,9 @@ def test_no_resamples_changes_nothing(store, tmp_path):
 def test_metrics_json_carries_the_intervals(store, tmp_path):
     settings = BS.BootstrapSettings(resamples=25, level=0.8, seed=3)
     result = M.compute_metrics(store, z_threshold=1.5, bootstrap=settings)
-    M.write_outputs(result, tmp_path / "out")
-    ci = json.loads((tmp_path / "out/metrics.json").read_text())["ci"]
+    files = M.MetricsFiles.in_folder(tmp_path / "out")
+    M.write_outputs(result, files)
+    ci = json.loads(files.summary.read_text())["ci"]
     assert {k: ci[k] for k in ("level", "resamples", "seed", "unit")} == {
         "level": 0.8,
         "resamples": 25,

@@ -32,7 +32,11 @@ def test_demo_config_loads_with_defaults():
     assert model.dtype == "float32"
     ckpt = cfg.checkpoint("toy-bloom-s", "step-300")
     assert ckpt.step == 300 and ckpt.revision is None
-    assert ckpt.location == "results/toy/toy-bloom-s/step-300"
+    assert ckpt.location is None and ckpt.folder == "step-300"  # where the workflow trains it
+    settings = cfg.job_settings("toy-bloom-s", "step-300", model_folder="trained/toy-bloom-s")
+    assert settings["location"] == "trained/toy-bloom-s/step-300"
+    with pytest.raises(ValueError, match="toy-bloom-s is a toy model"):
+        cfg.job_settings("toy-bloom-s", "step-300")
     assert {m.family for m in cfg.models.values()} == {"toy-bloom", "toy-llama"}
 
 
@@ -250,13 +254,10 @@ def test_tokenizer_source_per_model(demo):
     """docs/method.md §8: a model's `tokenizer` entry (Hub id + revision, or a folder)
     serves every checkpoint; without it each checkpoint is its own tokenizer."""
     cfg = load_config(demo)
-    settings = cfg.job_settings("toy-bloom-s", "step-300")
-    assert settings["tokenizer"] == {
-        "location": "results/toy/toy-bloom-s/step-300",
-        "revision": None,
-    }
+    settings = cfg.job_settings("toy-bloom-s", "step-300", model_folder="trained")
+    assert settings["tokenizer"] == {"location": "trained/step-300", "revision": None}
     demo["models"]["toy-bloom-s"]["tokenizer"] = {"path": "results/data/tokenizer"}
-    settings = load_config(demo).job_settings("toy-bloom-s", "step-300")
+    settings = load_config(demo).job_settings("toy-bloom-s", "step-300", model_folder="trained")
     assert settings["tokenizer"] == {"location": "results/data/tokenizer", "revision": None}
     hub = load_config_file(ROOT / "resources/experiments/bloom-7b1-checkpoints.yaml")
     for c in hub.grid():

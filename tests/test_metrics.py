@@ -252,11 +252,12 @@ def test_write_outputs(tmp_path, probe):
     layers, langs, items, _ = probe
     store = write_store(tmp_path / "a.zarr", layers, langs, items)
     result = M.compute_metrics(store, z_threshold=1.0, block_width=3)
-    paths = M.write_outputs(result, tmp_path / "out", title="toy", extra={"model": "toy"})
-    assert set(paths) == set(M.OUTPUT_FILES)
-    for path in paths.values():
+    files = M.MetricsFiles.in_folder(tmp_path / "out")
+    M.write_outputs(result, files, title="toy", extra={"model": "toy"})
+    assert sorted((tmp_path / "out").iterdir()) == sorted(files.paths().values())
+    for path in files.paths().values():
         assert path.stat().st_size > 0
-    summary = json.loads((tmp_path / "out/metrics.json").read_text())
+    summary = json.loads(files.summary.read_text())
     for key in (
         "lrds",
         "sads",
@@ -275,12 +276,13 @@ def test_write_outputs(tmp_path, probe):
     assert summary["languages"] == LANGS and summary["n_items"] == len(ITEMS)
     assert [row["layer"] for row in summary["per_layer"]] == [0, 1, 2]
     assert {"layer", "name", "lrds", "sads", "key_neurons"} <= set(summary["per_layer"][0])
-    keys = pd.read_parquet(tmp_path / "out/key_neurons.parquet")
+    assert summary["files"] == {"similarity": "similarity.npy", "labels": "labels.tsv"}
+    keys = pd.read_parquet(files.key_neurons)
     assert list(keys.columns) == ["language", "layer", "neuron", "z"]
     assert len(keys) == result.sklr and (keys.z > 1.0).all()
-    s = np.load(tmp_path / "out/similarity.npy", allow_pickle=False)
+    s = np.load(files.similarity, allow_pickle=False)
     assert s.dtype == np.float32 and s.shape == (20, 20)
-    labels = pd.read_csv(tmp_path / "out/similarity_labels.tsv", sep="\t")
+    labels = pd.read_csv(files.labels, sep="\t")
     assert list(labels.language) == langs and list(labels.item) == items
 
 
@@ -290,14 +292,15 @@ def test_threshold_no_neuron_passes(tmp_path, probe):
     with pytest.warns(UserWarning, match="can never be exceeded"):
         result = M.compute_metrics(store, z_threshold=2.0, block_width=4)  # max z = √3
     assert result.sklr == 0 and result.key_counts.shape == (4, 3)
-    M.write_outputs(result, tmp_path / "out")
-    summary = json.loads((tmp_path / "out/metrics.json").read_text())
+    files = M.MetricsFiles.in_folder(tmp_path / "out")
+    M.write_outputs(result, files)
+    summary = json.loads(files.summary.read_text())
     assert summary["sklr"] == 0 and summary["sklr_fraction"] == 0
     assert summary["key_neurons_per_language"] == dict.fromkeys(LANGS, 0)
-    keys = pd.read_parquet(tmp_path / "out/key_neurons.parquet")
+    keys = pd.read_parquet(files.key_neurons)
     assert list(keys.columns) == ["language", "layer", "neuron", "z"] and len(keys) == 0
     assert keys.layer.dtype == np.int32 and keys.z.dtype == np.float64
-    assert (tmp_path / "out/key_neurons_per_layer.png").stat().st_size > 0
+    assert files.per_layer.stat().st_size > 0
 
 
 def test_one_language(tmp_path):
@@ -306,8 +309,9 @@ def test_one_language(tmp_path):
     with pytest.warns(UserWarning):
         result = M.compute_metrics(store, z_threshold=0.0)
     assert result.sklr == 0 and math.isnan(result.lrds)
-    M.write_outputs(result, tmp_path / "out")
-    summary = json.loads((tmp_path / "out/metrics.json").read_text())
+    files = M.MetricsFiles.in_folder(tmp_path / "out")
+    M.write_outputs(result, files)
+    summary = json.loads(files.summary.read_text())
     assert summary["lrds"] is None and summary["per_layer"][0]["sads"] is None
 
 

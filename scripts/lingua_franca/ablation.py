@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +38,23 @@ from tqdm.auto import tqdm
 from .activations import tokenize
 from .architectures import context_length, find_neurons, zero_neurons
 from .generations import generate_all, write_html
+from .outputs import OutputFiles
 
-OUTPUT_FILES = (
-    "perplexity.csv",
-    "perplexity_random_seeds.csv",
-    "ppl_increase.csv",
-    "conditions.csv",
-    "ppl_increase.png",
-    "generations.jsonl",
-    "generations.html",
-    "ablation.json",
-)
+
+@dataclass(frozen=True)
+class AblationFiles(OutputFiles):
+    """What an ablation writes (the rule ablate_key_neurons' named outputs)."""
+
+    perplexity: Path = field(metadata={"suffix": ".csv"})  # language × condition
+    seeds: Path = field(metadata={"suffix": ".csv"})  # the random baseline, one column per seed
+    increase: Path = field(metadata={"suffix": ".csv"})  # percent increase over the full model
+    conditions: Path = field(metadata={"suffix": ".csv"})  # neurons zeroed by each condition
+    heatmap: Path = field(metadata={"suffix": ".png"})
+    generations: Path = field(metadata={"suffix": ".jsonl"})
+    generations_table: Path = field(metadata={"suffix": ".html"})
+    summary: Path = field(metadata={"suffix": ".json"})  # ablation.json
+
+
 NO_KEY_NEURONS = "no key neurons"
 
 Neurons = dict[int, np.ndarray]  # layer → indices within the layer
@@ -238,12 +244,12 @@ def run_ablation(
     max_new_tokens: int = 64,
     prompts_per_language: int = 3,
     neuron_module: str | None = None,
-    outdir: str | os.PathLike,
+    files: AblationFiles,
     progress: bool = True,
     extra: Mapping | None = None,
     label: str = "",
 ) -> dict:
-    """Evaluate every condition on one loaded model and write ``OUTPUT_FILES`` to ``outdir``.
+    """Evaluate every condition on one loaded model and write ``files``.
 
     Languages with an evaluation text are evaluated (in ``languages`` order); every
     language with a key region is a deactivation condition.  ``prompts``: per
@@ -329,21 +335,20 @@ def run_ablation(
     for cell in overflow:
         warnings.warn(f"{label}: perplexity overflowed to inf: {cell}")
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    ppl.to_csv(outdir / "perplexity.csv")
-    per_seed.to_csv(outdir / "perplexity_random_seeds.csv")
-    increase.to_csv(outdir / "ppl_increase.csv")
-    conditions.to_csv(outdir / "conditions.csv")
-    with open(outdir / "generations.jsonl", "w", encoding="utf-8") as f:
+    files.make_folders()
+    ppl.to_csv(files.perplexity)
+    per_seed.to_csv(files.seeds)
+    increase.to_csv(files.increase)
+    conditions.to_csv(files.conditions)
+    with open(files.generations, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in generations)
-    write_html(generations, outdir / "generations.html", title=label or "generations")
+    write_html(generations, files.generations_table, title=label or "generations")
     from lingua_franca.plots import plot_ppl_increase  # matplotlib only when the figure is drawn
 
     plot_ppl_increase(
         increase,
         conditions,
-        outdir / "ppl_increase.png",
+        files.heatmap,
         random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
         title=f"Perplexity increase after deactivation (random {fraction:.0%})",
     )
@@ -398,10 +403,10 @@ def run_ablation(
         "hooks_removed": hooks_removed,
         "restored_exactly": restored,
         "definitions": DEFINITIONS,
-        "files": list(OUTPUT_FILES),
+        "files": [path.name for path in files.paths().values()],  # beside this one
         **(extra or {}),
     }
-    (outdir / "ablation.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    files.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary
 
 

@@ -2,16 +2,17 @@
 (docs/method.md §7; paper Figures 4–7 and 10).
 
 Each model × checkpoint job writes its own ``metrics.json`` (and
-``xstorycloze.json``), but the evolution and scale figures need every checkpoint
-side by side.  :func:`collect_tables` reads them into four tables,
-:func:`write_summary` writes them to ``results/summary`` as CSV and draws the
-figures of :mod:`lingua_franca.plots.evolution`.  :func:`summary_files` names
-every one of those files from the config alone, because Snakemake needs a rule's
-outputs before the rule runs.
+``xstorycloze.json``, ``ablation.json``), but the evolution and scale figures need
+every checkpoint side by side.  :func:`collect_tables` reads them into four tables,
+:func:`write_summary` writes them as CSV and draws the figures of
+:mod:`lingua_franca.plots.evolution`.  :func:`summary_names` names every one of
+those files from the grid alone, because Snakemake needs a rule's outputs before
+the rule runs; the rule says where they go.
 
-A *record* is one checkpoint: ``Config.job_settings(model, checkpoint)`` (or any
-dict with ``model``, ``family``, ``checkpoint``, ``step``, ``parameters``) plus
-the paths ``metrics`` (required) and ``xstorycloze`` (optional).
+A *record* is one checkpoint: ``Config.identity(model, checkpoint)`` (or any dict
+with ``model``, ``family``, ``checkpoint``, ``step``, ``parameters``) plus the
+paths ``metrics`` (required), ``xstorycloze`` and ``ablation`` (optional);
+:func:`checkpoint_records` pairs identities with the rule's input lists.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from lingua_franca.logs import get_logger
 
 log = get_logger(__name__)
 
-SUMMARY_DIR = "results/summary"
+SUMMARY_PAGE = "summary.html"  # the main tables as one page, for the report
 TABLES = ("metrics", "key_neurons_per_layer", "key_neurons_per_language", "xstorycloze")
 FAMILY_FIGURES = ("evolution", "scale")  # one of each per family
 MODEL_FIGURES = ("key_layers", "key_languages")  # one of each per model
@@ -90,9 +91,9 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", str(name))
 
 
-def summary_files(grid: Iterable[tuple[str, str, str]], outdir: str = SUMMARY_DIR) -> list[str]:
-    """Every file :func:`write_summary` writes for ``grid`` = (model, family,
-    checkpoint) triples, without reading any result: the rule's outputs.
+def summary_names(grid: Iterable[tuple[str, str, str]]) -> list[str]:
+    """The name of every file :func:`write_summary` writes for ``grid`` = (model,
+    family, checkpoint) triples, without reading any result: the rule's outputs.
 
     Each family gets an evolution and a scale figure and each model its two
     key-neuron figures, whatever their number of checkpoints or sizes (a figure
@@ -107,7 +108,7 @@ def summary_files(grid: Iterable[tuple[str, str, str]], outdir: str = SUMMARY_DI
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise ValueError(f"model or family names give the same summary file: {clashes}; rename one")
-    return [f"{outdir}/{name}" for name in names]
+    return names
 
 
 def config_grid(cfg) -> list[tuple[str, str, str]]:
@@ -115,16 +116,27 @@ def config_grid(cfg) -> list[tuple[str, str, str]]:
     return [(c.model, cfg.models[c.model].family, c.name) for c in cfg.grid()]
 
 
-def checkpoint_records(cfg, root: str = "results", xstorycloze: bool = True) -> list[dict]:
-    """The records of every checkpoint of a ``Config``, with the workflow's paths."""
-    records = []
-    for c in cfg.grid():
-        folder = f"{root}/{c.model}/{c.name}"
-        paths = {"metrics": f"{folder}/metrics.json", "ablation": f"{folder}/ablation.json"}
-        if xstorycloze:
-            paths["xstorycloze"] = f"{folder}/xstorycloze.json"
-        records.append({**cfg.job_settings(c.model, c.name), **paths})
-    return records
+def grid_of(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(model, family, checkpoint) of each record."""
+    return [(r["model"], r["family"], r["checkpoint"]) for r in records]
+
+
+def checkpoint_records(
+    identities: Sequence[Mapping[str, Any]], **files: Sequence[str | Path]
+) -> list[dict]:
+    """One record per checkpoint: its identity and, for each keyword (``metrics``,
+    ``xstorycloze``, ``ablation``), the file at the same position of that list.  A
+    file in the wrong position is caught when it is read (its source is checked)."""
+    for kind, paths in files.items():
+        if len(paths) != len(identities):
+            raise ValueError(
+                f"{len(paths)} {kind} files for {len(identities)} checkpoints: "
+                "the lists must follow the same grid"
+            )
+    return [
+        {**identity, **{kind: paths[i] for kind, paths in files.items()}}
+        for i, identity in enumerate(identities)
+    ]
 
 
 # ---------------------------------------------------------------------- reading
@@ -315,16 +327,21 @@ def last_checkpoints(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_summary(
-    records: Iterable[Mapping[str, Any]], outdir: str | Path = SUMMARY_DIR
+    records: Sequence[Mapping[str, Any]], paths: Mapping[str, str | Path]
 ) -> dict[str, Path]:
-    """Write the tables as CSV and every figure into ``outdir``; return them by file
-    name.  The files are those :func:`summary_files` names for the same grid."""
+    """Write the tables as CSV and every figure; return them by file name.  ``paths``:
+    file name -> where to write it, for at least every name :func:`summary_names`
+    gives for the records' grid."""
     from lingua_franca.plots import evolution as figures  # matplotlib only here
 
+    names = summary_names(grid_of(records))
+    absent = [name for name in names if name not in paths]
+    if absent:
+        raise ValueError(f"no path given for summary files {absent}")
+    paths = {name: Path(paths[name]) for name in names}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
     tables = collect_tables(records)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = {f"{name}.csv": outdir / f"{name}.csv" for name in TABLES}
     for name in TABLES:
         tables[name].to_csv(paths[f"{name}.csv"], index=False)
 
@@ -333,7 +350,6 @@ def write_summary(
         log.warning("%s/%s has the same weights as %s", row.model, row.checkpoint, row.duplicate_of)
 
     def figure(name: str, draw, data: pd.DataFrame, **label: str) -> None:
-        paths[name] = outdir / name
         draw(data, paths[name], **label)
 
     for family, rows in metrics.groupby("family", sort=False):

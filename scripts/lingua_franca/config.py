@@ -21,7 +21,6 @@ import yaml
 from lingua_franca.languages import get_language
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "resources" / "schemas" / "config.schema.yaml"
-TOY_ROOT = "results/toy"
 STEP_FOLDER = re.compile(r"^step-(\d+)$")
 
 
@@ -36,7 +35,9 @@ class Checkpoint:
     revision: str | None
     folder: str | None
     step: int | None
-    location: str  # what from_pretrained gets: a Hub id or a local folder
+    # what from_pretrained gets: a Hub id or a local folder; None for a toy model's
+    # checkpoint, a folder inside the one its training job writes (Config.job_settings)
+    location: str | None
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Model:
     name: str
     family: str
     hub_id: str | None
-    path: str | None  # local folder (toy models: under results/toy)
+    path: str | None  # local folder (toy models: None, the workflow says where it trains them)
     toy: dict[str, Any] | None
     parameters: float | None
     dtype: str
@@ -57,12 +58,12 @@ class Model:
     # {"location": ..., "revision": ...}; None: each checkpoint is its own tokenizer
     tokenizer: dict[str, str | None] | None = None
 
-    def tokenizer_source(self, checkpoint: Checkpoint) -> dict[str, str | None]:
-        """Where ``checkpoint`` takes its tokenizer from (a Hub id or a folder, and a
-        revision): the model's ``tokenizer`` entry, else the checkpoint itself."""
+    def tokenizer_source(self, location: str, revision: str | None) -> dict[str, str | None]:
+        """Where the checkpoint at ``location`` (a Hub id or a folder) and ``revision``
+        takes its tokenizer from: the model's ``tokenizer`` entry, else itself."""
         if self.tokenizer is not None:
             return dict(self.tokenizer)
-        return {"location": checkpoint.location, "revision": checkpoint.revision}
+        return {"location": location, "revision": revision}
 
 
 @dataclass(frozen=True)
@@ -76,25 +77,41 @@ class Config:
     def checkpoint(self, model: str, checkpoint: str) -> Checkpoint:
         return self.models[model].checkpoints[checkpoint]
 
-    def job_settings(self, model: str, checkpoint: str) -> dict[str, Any]:
-        """What a model × checkpoint job needs to load and describe its model: plain
-        values, so that Snakemake reruns the job when one of them changes."""
+    def identity(self, model: str, checkpoint: str) -> dict[str, Any]:
+        """What names one model × checkpoint in results and summary tables."""
         m, c = self.models[model], self.checkpoint(model, checkpoint)
         return {
             "model": m.name,
             "checkpoint": c.name,
             "family": m.family,
-            "location": c.location,
             "hub_id": m.hub_id,
             "revision": c.revision,
             "step": c.step,
             "parameters": m.parameters,
+        }
+
+    def job_settings(
+        self, model: str, checkpoint: str, model_folder: str | None = None
+    ) -> dict[str, Any]:
+        """What a model × checkpoint job needs to load and describe its model: plain
+        values, so that Snakemake reruns the job when one of them changes.
+        ``model_folder``: where a toy model was trained (its training job's output),
+        which holds its checkpoints; required for toy models, unused otherwise."""
+        m, c = self.models[model], self.checkpoint(model, checkpoint)
+        location = c.location
+        if m.toy is not None:
+            if model_folder is None:
+                raise ValueError(f"{model} is a toy model: give the folder its training job wrote")
+            location = str(Path(model_folder) / c.folder)
+        return {
+            **self.identity(model, checkpoint),
+            "location": location,
             "dtype": m.dtype,
             "device_map": m.device_map,
             "trust_remote_code": m.trust_remote_code,
             "neuron_module": m.neuron_module,
             "context_length": m.context_length,
-            "tokenizer": m.tokenizer_source(c),
+            "tokenizer": m.tokenizer_source(location, c.revision),
         }
 
     def grid(self) -> list[Checkpoint]:
@@ -267,6 +284,8 @@ def _checkpoints(name: str, entry: dict[str, Any], model_root: str | None) -> di
                     f"{key}: 'revision' needs the model's 'hub_id' (use 'folder' for local checkpoints)"
                 )
             location = entry["hub_id"]
+        elif toy:
+            location = None  # inside the folder the workflow trains the model in
         else:
             location = str(Path(model_root or ".") / folder)  # an absolute folder stays absolute
         out[cname] = Checkpoint(name, cname, revision, folder, step, location)
@@ -309,7 +328,7 @@ def normalise(config: dict[str, Any]) -> Config:
     for name, entry in config["models"].items():
         if entry.get("toy") is not None and config.get("toy") is None:
             raise ConfigError(f"models.{name}.toy: toy models need the top-level 'toy' section")
-        root = entry.get("path") or (f"{TOY_ROOT}/{name}" if entry.get("toy") else None)
+        root = entry.get("path")
         models[name] = Model(
             name=name,
             family=entry.get("family") or name,

@@ -15,7 +15,7 @@ Two layers of code:
   pass also scores every resample (``lingua_franca.bootstrap``): LRDS/SADS from the
   same n×n maps, key regions from the same blocks.
 
-``write_outputs`` writes the fixed set of files a metrics run produces.
+``write_outputs`` writes the files a metrics run produces, each where ``MetricsFiles`` says.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby, pairwise
 from pathlib import Path
 
@@ -40,9 +40,11 @@ from lingua_franca.bootstrap import (
     item_weights,
     resampled_lrds_sads,
 )
+from lingua_franca.outputs import OutputFiles
 from lingua_franca.store import ActivationStore
 
 __all__ = [
+    "MetricsFiles",
     "MetricsInputError",
     "MetricsResult",
     "ProbeLayout",
@@ -555,22 +557,25 @@ def compute_metrics(
 
 # ------------------------------------------------------------------------ outputs
 
-OUTPUT_FILES = (
-    "metrics.json",
-    "key_neurons.parquet",
-    "similarity.npy",
-    "similarity_labels.tsv",
-    "similarity.png",
-    "layerwise.png",
-    "key_neurons_per_layer.png",
-    "key_neurons_per_language.png",
-)
+
+@dataclass(frozen=True)
+class MetricsFiles(OutputFiles):
+    """What :func:`write_outputs` writes (the rule compute_metrics' named outputs)."""
+
+    summary: Path = field(metadata={"suffix": ".json"})  # metrics.json
+    key_neurons: Path = field(metadata={"suffix": ".parquet"})
+    similarity: Path = field(metadata={"suffix": ".npy"})  # the global similarity map, float32
+    labels: Path = field(metadata={"suffix": ".tsv"})  # language and item of each row of the map
+    similarity_map: Path = field(metadata={"suffix": ".png"})
+    layerwise: Path = field(metadata={"suffix": ".png"})
+    per_layer: Path = field(metadata={"suffix": ".png"})
+    per_language: Path = field(metadata={"suffix": ".png"})
 
 
 def write_outputs(
-    result: MetricsResult, outdir: str | os.PathLike, title: str = "", extra: dict | None = None
-) -> dict[str, Path]:
-    """Write ``OUTPUT_FILES`` into ``outdir``; return them by name.
+    result: MetricsResult, files: MetricsFiles, title: str = "", extra: dict | None = None
+) -> None:
+    """Write every file of ``files``.
 
     ``title`` (e.g. "bloom-560m @ step 1000") heads every figure; ``extra``
     (provenance, model, checkpoint…) is merged into metrics.json.  No pickle
@@ -578,14 +583,14 @@ def write_outputs(
     """
     from lingua_franca import plots  # matplotlib only when figures are wanted
 
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = {name: outdir / name for name in OUTPUT_FILES}
+    files.make_folders()
     summary = {**result.summary(), **(extra or {})}
-    summary["files"] = {"similarity": "similarity.npy", "labels": "similarity_labels.tsv"}
-    paths["metrics.json"].write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    result.key_neurons().to_parquet(paths["key_neurons.parquet"], index=False)
-    np.save(paths["similarity.npy"], result.similarity.astype(np.float32), allow_pickle=False)
+    # the similarity map's files, beside this one
+    summary["files"] = {"similarity": files.similarity.name, "labels": files.labels.name}
+    files.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    result.key_neurons().to_parquet(files.key_neurons, index=False)
+    with open(files.similarity, "wb") as fh:  # np.save(path) would add .npy to the name
+        np.save(fh, result.similarity.astype(np.float32), allow_pickle=False)
     layout = result.layout
     pd.DataFrame(
         {
@@ -593,33 +598,32 @@ def write_outputs(
             "language": layout.sample_languages,
             "item": layout.sample_items,
         }
-    ).to_csv(paths["similarity_labels.tsv"], sep="\t", index=False)
+    ).to_csv(files.labels, sep="\t", index=False)
 
     prefix = f"{title}: " if title else ""
     plots.plot_similarity_map(
         result.similarity,
         layout.sample_languages,
-        paths["similarity.png"],
+        files.similarity_map,
         title=f"{prefix}similarity map",
     )
     plots.plot_layerwise_scores(
         np.arange(len(result.widths)),
         result.layer_lrds,
         result.layer_sads,
-        paths["layerwise.png"],
+        files.layerwise,
         title=f"{prefix}layer-wise LRDS and SADS",
     )
     counts = pd.DataFrame(result.key_counts.T, columns=result.languages)
     counts.index.name = "layer"
     plots.plot_key_neurons_per_layer(
         counts,
-        paths["key_neurons_per_layer.png"],
+        files.per_layer,
         title=f"{prefix}key neurons per layer (z > {result.z_threshold:g})",
     )
     plots.plot_key_neurons_per_language(
         counts.sum(axis=0),
-        paths["key_neurons_per_language.png"],
+        files.per_language,
         n_neurons=result.n_neurons,
         title=f"{prefix}key neurons per language (z > {result.z_threshold:g})",
     )
-    return paths

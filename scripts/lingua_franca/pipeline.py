@@ -3,7 +3,8 @@ its outputs. Rule scripts unpack ``snakemake`` and call exactly one of these, so
 every job can also be run (and tested) without Snakemake.
 
 ``settings`` is ``Config.job_settings(model, checkpoint)``: plain values naming
-the model, its checkpoint and how to load it.
+the model, its checkpoint and how to load it. ``outputs`` is a rule's named outputs
+(name -> path): each job writes exactly the files its rule declares.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def extract(
 
 def metrics(
     store_path: str | Path,
-    outdir: str | Path,
+    outputs: dict[str, str | Path],
     *,
     z_threshold: float,
     block_width: int,
@@ -101,9 +102,10 @@ def metrics(
     """activations.zarr → metrics.json, key_neurons.parquet, similarity map, figures;
     with ``bootstrap`` (analysis.bootstrap) their intervals too (docs/method.md §10)."""
     from lingua_franca.bootstrap import BootstrapSettings
-    from lingua_franca.metrics import compute_metrics, write_outputs
+    from lingua_franca.metrics import MetricsFiles, compute_metrics, write_outputs
     from lingua_franca.store import ActivationStore
 
+    files = MetricsFiles.of(outputs)
     store = ActivationStore(store_path)
     result = compute_metrics(
         store,
@@ -125,7 +127,7 @@ def metrics(
         )
     }
     title = f"{source.get('model', '?')} @ {source.get('checkpoint', '?')}"
-    write_outputs(result, outdir, title=title, extra={"source": source, "provenance": provenance})
+    write_outputs(result, files, title=title, extra={"source": source, "provenance": provenance})
     log.info("%s: LRDS %.4f, SADS %.4f, SKLR %d", title, result.lrds, result.sads, result.sklr)
     if result.bootstrap is not None:
         ci = result.summary()["ci"]
@@ -173,10 +175,11 @@ def evaluate(
 
 def ablate(
     settings: dict[str, Any],
-    metrics_dir: str | Path,
+    metrics_path: str | Path,
+    key_neurons_path: str | Path,
     texts: dict[str, str | Path],
     prompts_path: str | Path,
-    outdir: str | Path,
+    outputs: dict[str, str | Path],
     *,
     languages: list[str],
     device: str,
@@ -186,15 +189,16 @@ def ablate(
     max_new_tokens: int,
     prompts_per_language: int,
 ) -> None:
-    """Key neurons + perplexity texts → perplexity under every deactivation, the
-    increase table and heatmap, generations. One model load serves all conditions."""
+    """metrics.json and key neurons + perplexity texts → perplexity under every
+    deactivation, the increase table and heatmap, generations. One model load serves
+    all conditions."""
     import pandas as pd
 
-    from lingua_franca.ablation import run_ablation
+    from lingua_franca.ablation import AblationFiles, run_ablation
 
-    metrics_dir = Path(metrics_dir)
-    summary = json.loads((metrics_dir / "metrics.json").read_text())
-    key_neurons = pd.read_parquet(metrics_dir / "key_neurons.parquet")
+    files = AblationFiles.of(outputs)
+    summary = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    key_neurons = pd.read_parquet(key_neurons_path)
     widths = [layer["width"] for layer in summary["per_layer"]]
     evaluation_texts = {lang: Path(texts[lang]).read_text(encoding="utf-8") for lang in languages}
     prompts = json.loads(Path(prompts_path).read_text(encoding="utf-8"))["prompts"]
@@ -213,23 +217,42 @@ def ablate(
         max_new_tokens=max_new_tokens,
         prompts_per_language=prompts_per_language,
         neuron_module=settings["neuron_module"],
-        outdir=outdir,
+        files=files,
         extra=_provenance(
             settings, weights_fingerprint=summary.get("provenance", {}).get("weights_fingerprint")
         ),
         label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
     )
-    log.info("ablation of %s @ %s written to %s", settings["model"], settings["checkpoint"], outdir)
+    log.info(
+        "ablation of %s @ %s written to %s",
+        settings["model"],
+        settings["checkpoint"],
+        files.summary.parent,
+    )
 
 
-def aggregate(records: list[dict[str, Any]], outdir: str | Path) -> None:
-    """Per-checkpoint results → results/summary/: CSV tables, figures across
-    checkpoints and scales, and summary.html (the main tables, for the report)."""
+def aggregate(
+    checkpoints: list[dict[str, Any]],
+    inputs: dict[str, list[str | Path]],
+    outputs: list[str | Path],
+) -> None:
+    """Per-checkpoint results → CSV tables, figures across checkpoints and scales, and
+    summary.html (the main tables, for the report). ``checkpoints``: each one's
+    identity (Config.identity); ``inputs``: kind (metrics, xstorycloze, ablation) ->
+    one file per checkpoint, in the same order; ``outputs``: every file the rule
+    declares, in one folder of their own."""
     import pandas as pd
 
-    from lingua_franca.aggregate import write_summary
+    from lingua_franca.aggregate import SUMMARY_PAGE, checkpoint_records, write_summary
 
-    paths = write_summary(records, outdir)
+    by_name = {Path(p).name: Path(p) for p in outputs}
+    folders = {path.parent for path in by_name.values()}
+    if len(by_name) != len(outputs) or len(folders) != 1 or SUMMARY_PAGE not in by_name:
+        raise ValueError(
+            f"the summary's outputs must be distinct names in one folder, {SUMMARY_PAGE}"
+            f" among them: {[str(p) for p in outputs]}"
+        )
+    paths = write_summary(checkpoint_records(checkpoints, **inputs), by_name)
     sections = []
     for name in ("metrics", "xstorycloze"):
         table = pd.read_csv(paths[f"{name}.csv"])
@@ -243,12 +266,12 @@ def aggregate(records: list[dict[str, Any]], outdir: str | Path) -> None:
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><style>{style}</style></head>"
         f"<body>\n{chr(10).join(sections)}\n</body></html>\n"
     )
-    (Path(outdir) / "summary.html").write_text(page, encoding="utf-8")
+    by_name[SUMMARY_PAGE].write_text(page, encoding="utf-8")
     # the folder is this job's alone: what the grid no longer makes (figures of a
     # model removed from the config) would otherwise sit beside the fresh files
-    written = {Path(p).name for p in paths.values()} | {"summary.html"}
-    for stale in sorted(Path(outdir).iterdir()):
-        if stale.name not in written:
+    (folder,) = folders
+    for stale in sorted(folder.iterdir()):
+        if stale.name not in by_name:
             log.info("removing %s: not part of the current grid's summary", stale)
             if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale)

@@ -1,7 +1,7 @@
 """Figures across training checkpoints and model scales (paper Fig. 4–7, 10; docs/method.md §7).
 
 As in :mod:`lingua_franca.plots`: tables in (the tables of
-:mod:`lingua_franca.aggregate`, i.e. the columns of ``results/summary/*.csv``),
+:mod:`lingua_franca.aggregate`, i.e. the columns of the summary CSV tables),
 one PNG out, drawn on a bare ``Figure``.  Every function draws a figure for any
 input — one checkpoint, one model, missing values, no rows — and says in its
 title or text what there is nothing to compare, because the workflow promises
