@@ -7,10 +7,10 @@
 
 Figure: the time of every ablation condition over the same perplexity windows
 (``full`` + ``random`` (one draw per ``--seeds``) + one per language, as
-``run_ablation`` runs them) against (number of conditions × one bare forward pass
+``compute_ablation`` runs them) against (number of conditions × one bare forward pass
 over those windows).  Both are timed in the same run, interleaved: each round runs
 
-- ``ablation``: ``ablation._perplexities``, the loop ``run_ablation`` spends its time
+- ``ablation``: ``ablation._perplexities``, the loop ``compute_ablation`` spends its time
   in (called with one condition at a time, as it loops inside): per condition,
   ``zero_neurons`` hooks on every layer, then ``perplexity`` of every
   language's windows (logits, a float32 cross-entropy per row, ``.item()``);
@@ -19,7 +19,7 @@ over those windows).  Both are timed in the same run, interleaved: each round ru
   condition, so both sides do the same number of forward passes;
 - ``proto`` (with ``--proto``): the ablation loop with the candidate package
   changes of ``proto_*`` below, checked to give the same perplexities;
-- ``run_ablation`` (with ``--end-to-end``): the public entry point with generations off
+- end to end (with ``--end-to-end``): ``compute_ablation`` then ``write_outputs``, generations off
   (``prompts_per_language=0``), which adds two one-window perplexities, the tables and
   the figure.
 
@@ -233,7 +233,9 @@ def main(argv=None) -> dict:
         help="also time the prototype loop (proto_perplexity, proto_zero_neurons)",
     )
     parser.add_argument(
-        "--end-to-end", action="store_true", help="also time run_ablation itself (generations off)"
+        "--end-to-end",
+        action="store_true",
+        help="also time the ablation end to end (generations off)",
     )
     parser.add_argument(
         "--profile",
@@ -302,7 +304,7 @@ def main(argv=None) -> dict:
     print(
         f"timing {args.repeats} rounds; in each, per condition, one piece of every variant "
         f"({', '.join(names)}) in an order rotated per piece"
-        + ("; then run_ablation once" if args.end_to_end else "")
+        + ("; then the ablation end to end once" if args.end_to_end else "")
     )
     times, pieces, ppl = interleaved_conditions(
         model, runs, wins, args.batch_size, names, args.repeats, args.device
@@ -314,17 +316,17 @@ def main(argv=None) -> dict:
             for lang in wins
         )
     if args.end_to_end:
-        # run_ablation windows the whole text: give it prefixes holding the same windows
+        # compute_ablation windows the whole text: give it prefixes holding the same windows
         short = {
             lang: prefix_text(tokenizer, texts[lang], args.windows, args.seqlen)
             for lang in languages
         }
-        times["run_ablation"] = []
+        times["end_to_end"] = []
         with tempfile.TemporaryDirectory(prefix="bench_ablation_") as tmp:
             for r in range(args.repeats):
                 be.sync(args.device)
                 start = time.perf_counter()
-                abl.run_ablation(
+                result = abl.compute_ablation(
                     model,
                     tokenizer,
                     key,
@@ -336,17 +338,17 @@ def main(argv=None) -> dict:
                     batch_size=args.batch_size,
                     seeds=list(range(args.seeds)),
                     prompts_per_language=0,
-                    files=abl.AblationFiles.in_folder(tmp),
                     progress=False,
                 )
+                abl.write_outputs(result, abl.AblationFiles.in_folder(tmp))
                 be.sync(args.device)
-                times["run_ablation"].append(time.perf_counter() - start)
+                times["end_to_end"].append(time.perf_counter() - start)
                 bare_start = time.perf_counter()
                 bare(model, wins, args.batch_size, n_cond)
                 be.sync(args.device)
                 times.setdefault("bare_e2e", []).append(time.perf_counter() - bare_start)
                 print(
-                    f"  run_ablation {times['run_ablation'][-1]:.2f} s, then {n_cond} bare "
+                    f"  end to end {times['end_to_end'][-1]:.2f} s, then {n_cond} bare "
                     f"passes {times['bare_e2e'][-1]:.2f} s; load {be.load()}"
                 )
 
@@ -354,15 +356,15 @@ def main(argv=None) -> dict:
         "ablation_vs_bare": f"all {n_cond} ablation conditions / ({n_cond} × bare forward)",
         "proto_vs_bare": f"prototype ablation loop / ({n_cond} × bare forward)",
         "proto_vs_ablation": "prototype ablation loop / package ablation loop",
-        "run_ablation_vs_bare": f"run_ablation end to end / ({n_cond} × bare forward)",
+        "end_to_end_vs_bare": f"compute_ablation + write_outputs / ({n_cond} × bare forward)",
     }
     figures = {"ablation_vs_bare": paired(times, pieces, "ablation", "bare")}
     if "proto" in times:
         figures["proto_vs_bare"] = paired(times, pieces, "proto", "bare")
         figures["proto_vs_ablation"] = paired(times, pieces, "proto", "ablation")
-    if "run_ablation" in times:
-        figures["run_ablation_vs_bare"] = be.ratio(
-            {"a": times["run_ablation"], "b": times["bare_e2e"]}, "a", "b"
+    if "end_to_end" in times:
+        figures["end_to_end_vs_bare"] = be.ratio(
+            {"a": times["end_to_end"], "b": times["bare_e2e"]}, "a", "b"
         )
     tokens = n_cond * n_windows * args.seqlen
     tps = {name: tokens / float(np.median(t)) for name, t in times.items()}

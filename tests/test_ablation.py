@@ -13,14 +13,15 @@ from lingua_franca import ablation
 from lingua_franca.ablation import (
     AblationFiles,
     NonFinitePerplexityError,
+    compute_ablation,
     diagonal_summary,
     key_regions,
     perplexity,
     ppl_increase,
     random_fraction,
     random_neurons,
-    run_ablation,
     windows,
+    write_outputs,
 )
 from lingua_franca.activations import tokenize
 from lingua_franca.architectures import decoder_layers, zero_neurons
@@ -61,21 +62,17 @@ def lang_windows(tokenizer, lang, seqlen=SEQLEN):
     return windows(tokenize(tokenizer, [TEXTS[lang]])[0], seqlen)
 
 
-def run(model, tokenizer, key, widths, outdir, texts=TEXTS, prompts=PROMPTS, **kw):
-    """run_ablation with the test defaults (short generations, no progress bars)."""
+def compute(model, tokenizer, key, widths, texts=TEXTS, prompts=PROMPTS, **kw):
+    """compute_ablation with the test defaults (short generations, no progress bars)."""
     kw = {"seqlen": SEQLEN, "batch_size": BATCH, "seeds": [0], "max_new_tokens": 5, **kw}
-    return run_ablation(
-        model,
-        tokenizer,
-        key,
-        widths,
-        texts,
-        prompts,
-        LANGS,
-        files=files(outdir),
-        progress=False,
-        **kw,
+    return compute_ablation(
+        model, tokenizer, key, widths, texts, prompts, LANGS, progress=False, **kw
     )
+
+
+def run(model, tokenizer, key, widths, outdir, **kw):
+    """compute, then write every file into ``outdir``; the ablation.json content."""
+    return write_outputs(compute(model, tokenizer, key, widths, **kw), files(outdir))
 
 
 def files(folder):
@@ -282,15 +279,18 @@ def test_hook_equals_zeroed_weight_columns(arch, tokenizer):
 
 
 @pytest.mark.parametrize("arch", ["llama", "bloom"])
-def test_run_ablation_matches_weight_edits_and_restores_the_model(arch, tokenizer, tmp_path):
+def test_the_ablation_matches_weight_edits_and_restores_the_model(arch, tokenizer, tmp_path):
     model = tiny_model(arch)
     widths = widths_of(model, arch)
     key = key_table(
         [("en", 0, 1), ("en", 0, 4), ("en", 1, 6), ("de", 1, 2), ("de", 1, 3), ("fr", 0, 7)]
     )
     before = {lang: perplexity(model, lang_windows(tokenizer, lang), BATCH) for lang in LANGS}
-    run(model, tokenizer, key, widths, tmp_path, max_new_tokens=4, prompts_per_language=1)
+    result = compute(model, tokenizer, key, widths, max_new_tokens=4, prompts_per_language=1)
+    assert not any(tmp_path.iterdir())  # computing writes nothing
+    write_outputs(result, files(tmp_path))
     ppl = pd.read_csv(files(tmp_path).perplexity, index_col="language")
+    pd.testing.assert_frame_equal(ppl, result.perplexity)
     regions = key_regions(key, LANGS, widths)
     for lang in LANGS:
         edited = zeroed_copy(model, arch, regions[lang])

@@ -226,10 +226,24 @@ def _hook_count(site) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in site.modules)
 
 
-# ------------------------------------------------------------------ entry point
+# ------------------------------------------------------------------ compute, then write
 
 
-def run_ablation(
+@dataclass
+class AblationResult:
+    """What one ablation measured (:func:`compute_ablation`), written by
+    :func:`write_outputs`."""
+
+    perplexity: pd.DataFrame  # evaluated language × (full, random[, random_sd], languages)
+    random_seeds: pd.DataFrame  # evaluated language × seed_<s>
+    increase: pd.DataFrame  # percent increase over the full model, × (random, languages)
+    conditions: pd.DataFrame  # condition × (neurons, fraction, status)
+    generations: list[dict]  # one record per condition × prompt (lingua_franca.generations)
+    summary: dict  # ablation.json, but for the file names and the caller's provenance
+    label: str = ""  # model and checkpoint, for titles
+
+
+def compute_ablation(
     model: nn.Module,
     tokenizer,
     key_neurons: pd.DataFrame,
@@ -244,20 +258,17 @@ def run_ablation(
     max_new_tokens: int = 64,
     prompts_per_language: int = 3,
     neuron_module: str | None = None,
-    files: AblationFiles,
     progress: bool = True,
-    extra: Mapping | None = None,
     label: str = "",
-) -> dict:
-    """Evaluate every condition on one loaded model and write ``files``.
+) -> AblationResult:
+    """Evaluate every condition on one loaded model; write nothing.
 
     Languages with an evaluation text are evaluated (in ``languages`` order); every
     language with a key region is a deactivation condition.  ``prompts``: per
     language, prompt texts or {"item", "text"} records; the first
     ``prompts_per_language`` of each are continued under the full model and every
     language's deactivation.  Inputs are checked before the first forward pass.
-    ``extra`` (provenance) is added to ablation.json; ``label`` (model and checkpoint)
-    starts error messages.  Returns the ablation.json content.
+    ``label`` (model and checkpoint) starts error messages.
     """
     languages, seeds = [str(lang) for lang in languages], [int(s) for s in seeds]
     if not seeds:
@@ -280,17 +291,7 @@ def run_ablation(
         lang: windows(ids[lang], seqlen, f"perplexity text of language {lang!r}")
         for lang in evaluated
     }
-    chosen = {
-        lang: [
-            {"item": None, "text": p} if isinstance(p, str) else {"item": p.get("item"), **p}
-            for p in list(prompts.get(lang, []))[:prompts_per_language]
-        ]
-        for lang in languages
-    }
-    for lang, some in chosen.items():
-        if some and not all(tokenize(tokenizer, [p["text"] for p in some])):
-            raise ValueError(f"a prompt of language {lang!r} has no tokens")
-    chosen = {lang: some for lang, some in chosen.items() if some}
+    chosen = _chosen_prompts(tokenizer, prompts, languages, prompts_per_language)
 
     hooks_before, probe = _hook_count(site), wins[evaluated[0]][:1]
     probe_before = perplexity(model, probe, 1)
@@ -307,16 +308,7 @@ def run_ablation(
     if not restored:
         warnings.warn("the full model's perplexity changed after the ablation")
 
-    # tables
-    index = pd.Index(evaluated, name="language")
-    per_seed = pd.DataFrame({f"seed_{s}": results["random", s] for s in seeds}, index=index)
-    ppl = pd.DataFrame(
-        {"full": results["full", None], "random": per_seed.mean(axis=1)}, index=index
-    )
-    if len(seeds) > 1:
-        ppl["random_sd"] = per_seed.std(axis=1, ddof=1)
-    for lang in languages:
-        ppl[lang] = pd.Series(results[lang, None]) if lang in deactivated else np.nan
+    ppl, per_seed = _perplexity_tables(results, evaluated, languages, seeds, deactivated)
     increase = ppl_increase(ppl, ["random", *languages])
     conditions = pd.DataFrame(
         {"neurons": [0, round(fraction * k), *sizes.values()]},
@@ -334,24 +326,6 @@ def run_ablation(
     ]
     for cell in overflow:
         warnings.warn(f"{label}: perplexity overflowed to inf: {cell}")
-
-    files.make_folders()
-    ppl.to_csv(files.perplexity)
-    per_seed.to_csv(files.seeds)
-    increase.to_csv(files.increase)
-    conditions.to_csv(files.conditions)
-    with open(files.generations, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in generations)
-    write_html(generations, files.generations_table, title=label or "generations")
-    from lingua_franca.plots import plot_ppl_increase  # matplotlib only when the figure is drawn
-
-    plot_ppl_increase(
-        increase,
-        conditions,
-        files.heatmap,
-        random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
-        title=f"Perplexity increase after deactivation (random {fraction:.0%})",
-    )
 
     summary = {
         "languages": languages,
@@ -403,11 +377,72 @@ def run_ablation(
         "hooks_removed": hooks_removed,
         "restored_exactly": restored,
         "definitions": DEFINITIONS,
+    }
+    return AblationResult(ppl, per_seed, increase, conditions, generations, summary, label)
+
+
+def write_outputs(
+    result: AblationResult, files: AblationFiles, extra: Mapping | None = None
+) -> dict:
+    """Write every file of ``files``; ``extra`` (provenance) is added to ablation.json.
+    Returns the ablation.json content."""
+    from lingua_franca.plots import plot_ppl_increase  # matplotlib only when the figure is drawn
+
+    files.make_folders()
+    result.perplexity.to_csv(files.perplexity)
+    result.random_seeds.to_csv(files.seeds)
+    result.increase.to_csv(files.increase)
+    result.conditions.to_csv(files.conditions)
+    with open(files.generations, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.generations)
+    write_html(result.generations, files.generations_table, title=result.label or "generations")
+    ppl = result.perplexity
+    plot_ppl_increase(
+        result.increase,
+        result.conditions,
+        files.heatmap,
+        random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
+        title="Perplexity increase after deactivation "
+        f"(random {result.summary['random_fraction']:.0%})",
+    )
+    summary = {
+        **result.summary,
         "files": [path.name for path in files.paths().values()],  # beside this one
         **(extra or {}),
     }
     files.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     return summary
+
+
+def _chosen_prompts(tokenizer, prompts, languages, prompts_per_language) -> dict[str, list[dict]]:
+    """The first ``prompts_per_language`` prompts of each language that has any, as
+    {"item", "text"} records; a prompt without tokens is an error."""
+    chosen = {
+        lang: [
+            {"item": None, "text": p} if isinstance(p, str) else {"item": p.get("item"), **p}
+            for p in list(prompts.get(lang, []))[:prompts_per_language]
+        ]
+        for lang in languages
+    }
+    for lang, some in chosen.items():
+        if some and not all(tokenize(tokenizer, [p["text"] for p in some])):
+            raise ValueError(f"a prompt of language {lang!r} has no tokens")
+    return {lang: some for lang, some in chosen.items() if some}
+
+
+def _perplexity_tables(results, evaluated, languages, seeds, deactivated):
+    """(perplexity.csv, perplexity_random_seeds.csv) from {(condition, seed): {language:
+    PPL}}: a language without a key region is a column of NA, never a number."""
+    index = pd.Index(evaluated, name="language")
+    per_seed = pd.DataFrame({f"seed_{s}": results["random", s] for s in seeds}, index=index)
+    ppl = pd.DataFrame(
+        {"full": results["full", None], "random": per_seed.mean(axis=1)}, index=index
+    )
+    if len(seeds) > 1:
+        ppl["random_sd"] = per_seed.std(axis=1, ddof=1)
+    for lang in languages:
+        ppl[lang] = pd.Series(results[lang, None]) if lang in deactivated else np.nan
+    return ppl, per_seed
 
 
 def _perplexities(model, runs, wins, batch_size, neuron_module, progress, label="") -> dict:

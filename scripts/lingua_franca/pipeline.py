@@ -194,7 +194,7 @@ def ablate(
     all conditions."""
     import pandas as pd
 
-    from lingua_franca.ablation import AblationFiles, run_ablation
+    from lingua_franca.ablation import AblationFiles, compute_ablation, write_outputs
 
     files = AblationFiles.of(outputs)
     summary = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
@@ -203,7 +203,7 @@ def ablate(
     evaluation_texts = {lang: Path(texts[lang]).read_text(encoding="utf-8") for lang in languages}
     prompts = json.loads(Path(prompts_path).read_text(encoding="utf-8"))["prompts"]
     model, tokenizer = load_checkpoint(settings, device)
-    run_ablation(
+    result = compute_ablation(
         model,
         tokenizer,
         key_neurons,
@@ -217,12 +217,10 @@ def ablate(
         max_new_tokens=max_new_tokens,
         prompts_per_language=prompts_per_language,
         neuron_module=settings["neuron_module"],
-        files=files,
-        extra=_provenance(
-            settings, weights_fingerprint=summary.get("provenance", {}).get("weights_fingerprint")
-        ),
         label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
     )
+    fingerprint = summary.get("provenance", {}).get("weights_fingerprint")
+    write_outputs(result, files, extra=_provenance(settings, weights_fingerprint=fingerprint))
     log.info(
         "ablation of %s @ %s written to %s",
         settings["model"],
