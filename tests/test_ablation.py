@@ -15,11 +15,11 @@ from lingua_franca.ablation import (
     NonFinitePerplexityError,
     compute_ablation,
     diagonal_summary,
-    key_regions,
     perplexity,
     ppl_increase,
     random_fraction,
     random_neurons,
+    regions_by_language,
     windows,
     write_outputs,
 )
@@ -161,18 +161,18 @@ def test_random_neurons_seeded_uniform_over_all_layers():
     assert sum(map(len, random_neurons([10, 10], 0.0, 0).values())) == 0
 
 
-def test_key_regions_and_their_checks():
+def test_regions_by_language_and_their_checks():
     table = key_table([("en", 0, 3), ("en", 1, 0), ("en", 0, 1), ("de", 1, 5)])
-    regions = key_regions(table, LANGS, [8, 8])
+    regions = regions_by_language(table, LANGS, [8, 8])
     assert {m: v.tolist() for m, v in regions["en"].items()} == {0: [1, 3], 1: [0]}
     assert {m: v.tolist() for m, v in regions["de"].items()} == {1: [5]}
     assert regions["fr"] == {}
     with pytest.raises(ValueError, match="'xx'"):
-        key_regions(key_table([("xx", 0, 0)]), LANGS, [8, 8])
+        regions_by_language(key_table([("xx", 0, 0)]), LANGS, [8, 8])
     with pytest.raises(ValueError, match="layer 1, neuron 8"):
-        key_regions(key_table([("en", 1, 8)]), LANGS, [8, 8])
+        regions_by_language(key_table([("en", 1, 8)]), LANGS, [8, 8])
     with pytest.raises(ValueError, match="layer 2"):
-        key_regions(key_table([("en", 2, 0)]), LANGS, [8, 8])
+        regions_by_language(key_table([("en", 2, 0)]), LANGS, [8, 8])
 
 
 def test_diagonal_summary():
@@ -291,7 +291,7 @@ def test_the_ablation_matches_weight_edits_and_restores_the_model(arch, tokenize
     write_outputs(result, files(tmp_path))
     ppl = pd.read_csv(files(tmp_path).perplexity, index_col="language")
     pd.testing.assert_frame_equal(ppl, result.perplexity)
-    regions = key_regions(key, LANGS, widths)
+    regions = regions_by_language(key, LANGS, widths)
     for lang in LANGS:
         edited = zeroed_copy(model, arch, regions[lang])
         for evaluated in LANGS:

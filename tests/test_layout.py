@@ -48,3 +48,19 @@ def test_a_writer_takes_exactly_its_rules_named_outputs(tmp_path):
     with pytest.raises(ValueError, match=r"missing \['summary'\], unknown \['json'\]"):
         MetricsFiles.of(renamed)
     assert len(set(AblationFiles.in_folder(tmp_path).paths().values())) == 8
+
+
+def test_json_numbers_are_finite_or_null():
+    import math
+
+    import numpy as np
+    from lingua_franca.outputs import json_number
+
+    assert [json_number(x) for x in (None, math.nan, -math.inf, np.float32(0.5), 3)] == [
+        None,
+        None,
+        None,
+        0.5,
+        3.0,
+    ]
+    assert type(json_number(np.float64(2.0))) is float

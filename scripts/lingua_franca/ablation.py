@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .activations import tokenize
 from .architectures import context_length, find_neurons, zero_neurons
 from .generations import generate_all, write_html
-from .outputs import OutputFiles
+from .outputs import OutputFiles, json_number
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def random_neurons(widths: Sequence[int], fraction: float, seed: int) -> Neurons
     return {m: (part - bounds[m]).astype(np.int64) for m, part in enumerate(parts)}
 
 
-def key_regions(
+def regions_by_language(
     key_neurons: pd.DataFrame, languages: Sequence[str], widths: Sequence[int]
 ) -> dict[str, Neurons]:
     """{language: {layer: indices}} from key_neurons.parquet rows; an empty region is {}.
@@ -213,13 +213,9 @@ def diagonal_summary(increase: pd.DataFrame, deactivated: Sequence[str]) -> dict
     return {
         "diagonal_dominates": dominates,
         "diagonal_dominates_all": bool(all(known)) if known else None,
-        "mean_diagonal_increase": _num(np.mean(diag)) if diag else None,
-        "mean_off_diagonal_increase": _num(np.mean(off)) if off else None,
+        "mean_diagonal_increase": json_number(np.mean(diag)) if diag else None,
+        "mean_off_diagonal_increase": json_number(np.mean(off)) if off else None,
     }
-
-
-def _num(x) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def _hook_count(site) -> int:
@@ -282,7 +278,7 @@ def compute_ablation(
     model.eval()
     seqlen = seqlen or context_length(model)
     k = int(sum(widths))
-    regions = key_regions(key_neurons, languages, widths)
+    regions = regions_by_language(key_neurons, languages, widths)
     sizes = {lang: count(regions[lang]) for lang in languages}
     deactivated = [lang for lang in languages if sizes[lang]]
     fraction = random_fraction({lang: n / k for lang, n in sizes.items()})
@@ -341,7 +337,7 @@ def compute_ablation(
                 "neurons": int(row.neurons),
                 "fraction": float(row.fraction),
                 "status": row.status,
-                "kind": KINDS.get(name, "language"),
+                "kind": CONDITION_KINDS.get(name, "language"),
             }
             for name, row in conditions.iterrows()
         ],
@@ -361,7 +357,7 @@ def compute_ablation(
             }
             for lang in evaluated
         },
-        "full_perplexity": {lang: _num(ppl.at[lang, "full"]) for lang in evaluated},
+        "full_perplexity": {lang: json_number(ppl.at[lang, "full"]) for lang in evaluated},
         "overflow": overflow,
         **diagonal_summary(increase, deactivated),
         "generation": {
@@ -491,7 +487,7 @@ def _generations(
         )
 
 
-KINDS = {"full": "full", "random": "random"}
+CONDITION_KINDS = {"full": "full", "random": "random"}  # any other: "language"
 DEFINITIONS = {
     "perplexity": "exp(total NLL / predicted tokens); non-overlapping windows of seqlen tokens, "
     "remainder dropped, no special tokens; each window predicts seqlen - 1 tokens",

@@ -34,7 +34,7 @@ SUMMARY_PAGE = "summary.html"  # the main tables as one page, for the report
 TABLES = ("metrics", "key_neurons_per_layer", "key_neurons_per_language", "xstorycloze")
 FAMILY_FIGURES = ("evolution", "scale")  # one of each per family
 MODEL_FIGURES = ("key_layers", "key_languages")  # one of each per model
-KINDS = ("cross", "mono")
+TASK_KINDS = ("cross", "mono")  # the two XStoryCloze formulations (docs/method.md §6)
 ENGLISH = "en"  # the endings' language: its "cross" task is monolingual
 
 ID = ["model", "family", "checkpoint", "step"]
@@ -162,7 +162,7 @@ def _xstorycloze_rows(doc: Mapping[str, Any]) -> list[dict]:
     accuracy, is a row with ``missing`` true and the reason: never dropped."""
     rows = []
     for lang, entry in (doc.get("languages") or {}).items():
-        for kind in KINDS:
+        for kind in TASK_KINDS:
             res = (
                 entry
                 if entry.get("missing")
@@ -192,7 +192,7 @@ def _accuracy(rows: list[dict]) -> dict[str, Any]:
     languages lacked cross data.  The mono mean is over the same non-English
     languages, so the two means compare.  ``xstorycloze.csv`` keeps every language."""
     out: dict[str, Any] = {}
-    for kind in KINDS:
+    for kind in TASK_KINDS:
         accs = [
             r["acc"]
             for r in rows
@@ -200,7 +200,7 @@ def _accuracy(rows: list[dict]) -> dict[str, Any]:
         ]
         out[f"{kind}_acc_mean"] = sum(accs) / len(accs) if accs else math.nan
         out[f"{kind}_n_languages"] = len(accs)
-    for kind in KINDS:
+    for kind in TASK_KINDS:
         english = [
             r["acc"]
             for r in rows

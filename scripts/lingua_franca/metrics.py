@@ -40,7 +40,7 @@ from lingua_franca.bootstrap import (
     item_weights,
     resampled_lrds_sads,
 )
-from lingua_franca.outputs import OutputFiles
+from lingua_franca.outputs import OutputFiles, json_number
 from lingua_franca.store import ActivationStore
 
 __all__ = [
@@ -296,8 +296,8 @@ class MetricsResult:
             "n_neurons": k,
             "z_threshold": self.z_threshold,
             "z_max_possible": self.z_max_possible,
-            "lrds": _num(self.lrds),
-            "sads": _num(self.sads),
+            "lrds": json_number(self.lrds),
+            "sads": json_number(self.sads),
             "sklr": self.sklr,
             "sklr_fraction": self.sklr / k,
             "key_neurons_unique": int(self.key_union.sum()),
@@ -310,8 +310,8 @@ class MetricsResult:
                     "layer": m,
                     "name": name,
                     "width": width,
-                    "lrds": _num(self.layer_lrds[m]),
-                    "sads": _num(self.layer_sads[m]),
+                    "lrds": json_number(self.layer_lrds[m]),
+                    "sads": json_number(self.layer_sads[m]),
                     "key_neurons": int(per_layer[m]),
                     "sklr_fraction": int(per_layer[m]) / k,
                     "key_neurons_unique": int(self.key_union[m]),
@@ -330,10 +330,6 @@ class MetricsResult:
             },
             **ci,
         }
-
-
-def _num(x: float) -> float | None:
-    return None if not math.isfinite(x) else float(x)
 
 
 def _warn_unreachable(n_languages: int, tau: float) -> None:

@@ -1,4 +1,4 @@
-"""Where a job writes, and what its writers share.
+"""Where a job writes, and what its writers share (:func:`json_number`).
 
 A writer (``metrics.write_outputs``, ``ablation.write_outputs``) takes a dataclass of
 explicit file paths, one field per named output of the rule that runs it, named as
@@ -9,6 +9,7 @@ names every file in one folder, for use outside the workflow (tests, benchmarks)
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -48,3 +49,9 @@ class OutputFiles:
     def make_folders(self) -> None:
         for path in self.paths().values():
             path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def json_number(x: float | None) -> float | None:
+    """``x`` as a JSON number: a plain float, or None (null) for a missing or
+    non-finite value, which JSON cannot hold and a reader must not take for one."""
+    return None if x is None or not math.isfinite(x) else float(x)
