@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_metrics import LANGUAGES, proc_status_mib
+from bench_metrics import LANGUAGES, proc_status_mib, store_shape_arguments
 from lingua_franca import lape
 from lingua_franca.store import ActivationStore, StoreWriter
 
@@ -125,10 +125,7 @@ def bench_store(path: Path, block_widths: list[int]) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--languages", type=int, default=9)
-    parser.add_argument("--items", type=int, default=100, help="samples per language")
-    parser.add_argument("--layers", type=int, default=30, help="BLOOM-7b1: 30")
-    parser.add_argument("--width", type=int, default=16384, help="BLOOM-7b1: 16384")
+    store_shape_arguments(parser, "BLOOM-7b1: 30")
     parser.add_argument(
         "--block-width",
         type=lambda v: [int(x) for x in v.split(",")],

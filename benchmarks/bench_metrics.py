@@ -294,12 +294,18 @@ def bench_store(path, args, block_widths, with_reference, outputs_dir=None):
         )
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def store_shape_arguments(parser: argparse.ArgumentParser, layers_help: str) -> None:
+    """The synthetic store's shape (BLOOM-7b1's by default), as the metrics and LAPE
+    benchmarks take it."""
     parser.add_argument("--languages", type=int, default=9)
     parser.add_argument("--items", type=int, default=100, help="samples per language")
-    parser.add_argument("--layers", type=int, default=30, help="BLOOM-7b1: 30 (0: skip)")
+    parser.add_argument("--layers", type=int, default=30, help=layers_help)
     parser.add_argument("--width", type=int, default=16384, help="BLOOM-7b1: 16384")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    store_shape_arguments(parser, "BLOOM-7b1: 30 (0: skip)")
     parser.add_argument(
         "--llama-layers",
         type=int,

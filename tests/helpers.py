@@ -1,10 +1,14 @@
 """What several test modules share: tiny random models of every architecture the
 project knows, a tiny tokenizer, and the MLP neurons computed by hand from a layer's
-weights (docs/method.md §1). Imported as ``from helpers import ...`` (pytest puts
-tests/ on the path)."""
+weights (docs/method.md §1); synthetic activations and their store (metrics and
+bootstrap tests); the corpus fixtures. Imported as ``from helpers import ...``
+(pytest puts tests/ on the path)."""
 
 import math
+import shutil
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
@@ -179,3 +183,52 @@ def batch(seed=1, lengths=(7, 4, 1)):
 
 def all_hooks(model):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+# ------------------------------------------------------------ synthetic activations
+
+DEAD = (1, 2)  # (layer, neuron) that synthetic_activations zeroes in every sample: σ = 0
+
+
+def synthetic_activations(langs, items, widths, seed=0):
+    """(layers, sample languages, sample items): rows in language blocks, each layer's
+    activations with a language part and an item part; neuron DEAD is zero."""
+    rng = np.random.default_rng(seed)
+    n_l, n_v = len(langs), len(items)
+    layers = []
+    for w in widths:
+        lang_part = rng.normal(0, 1, (n_l, 1, w))
+        item_part = rng.normal(0, 1, (1, n_v, w))
+        x = 1.0 + lang_part + 0.7 * item_part + 0.5 * rng.normal(0, 1, (n_l, n_v, w))
+        layers.append(x.reshape(n_l * n_v, w).astype(np.float32))
+    if len(widths) > DEAD[0] and widths[DEAD[0]] > DEAD[1]:
+        layers[DEAD[0]][:, DEAD[1]] = 0.0
+    sample_langs = [lang for lang in langs for _ in items]
+    sample_items = [item for _ in langs for item in items]
+    return [x.astype(np.float64) for x in layers], sample_langs, sample_items
+
+
+def write_activation_store(path, layers, langs, items):
+    """``layers`` (one samples × width array each) as an activation store at ``path``."""
+    from lingua_franca.store import ActivationStore, StoreWriter
+
+    with StoreWriter(path, langs, items, [x.shape[1] for x in layers], row_chunk=7) as w:
+        w.write(layers)
+    return ActivationStore(path)
+
+
+# ------------------------------------------------------------------ corpus fixtures
+
+FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
+
+
+def opus_with_two_english_documents(folder, pattern="bible-uedin.en-*"):
+    """The OPUS fixture files matching ``pattern`` copied into ``folder``, the en-fr
+    pair's second verse taken from another English document (English-WEB)."""
+    for member in (FIXTURES / "opus").glob(pattern):
+        shutil.copy(member, folder)
+    ids = Path(folder) / "bible-uedin.en-fr.ids"
+    lines = ids.read_text(encoding="utf-8").splitlines()
+    lines[1] = lines[1].replace("en/English.xml.gz", "en/English-WEB.xml.gz")
+    ids.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder

@@ -2,6 +2,7 @@
 each tiny random model's weights (docs/method.md §1, §5)."""
 
 import copy
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -45,12 +46,10 @@ def test_search_on_bloom_finds_the_output_projection(monkeypatch):
     assert find_neurons(tiny_model("bloom")).pattern == "transformer.h.{layer}.mlp.dense_4h_to_h"
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_pooled_neurons_equal_hand_computation(arch):
-    model = tiny_model(arch)
-    mlp_input, hand, _, _ = HAND[arch]
-    ids, mask = batch()
-    layers = architectures.decoder_layers(model)[1]
+@contextmanager
+def mlp_inputs(layers, mlp_input):
+    """{layer index: the input of its ``mlp_input`` submodule} from the forward passes
+    run inside the block: what the hand computations start from."""
     captured = {}
     handles = [
         layer.get_submodule(mlp_input).register_forward_pre_hook(
@@ -59,11 +58,20 @@ def test_pooled_neurons_equal_hand_computation(arch):
         for i, layer in enumerate(layers)
     ]
     try:
-        with NeuronReader(model) as reader, torch.no_grad():
-            pooled = reader.pooled(lambda: model(input_ids=ids, attention_mask=mask), mask)
+        yield captured
     finally:
         for h in handles:
             h.remove()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_pooled_neurons_equal_hand_computation(arch):
+    model = tiny_model(arch)
+    mlp_input, hand, _, _ = HAND[arch]
+    ids, mask = batch()
+    layers = architectures.decoder_layers(model)[1]
+    with mlp_inputs(layers, mlp_input) as captured, NeuronReader(model) as reader, torch.no_grad():
+        pooled = reader.pooled(lambda: model(input_ids=ids, attention_mask=mask), mask)
     for i, layer in enumerate(layers):
         x = captured[i].reshape(*ids.shape, -1)  # OPT/XGLM flatten inside the layer
         with torch.no_grad():
@@ -262,19 +270,9 @@ def test_activity_counts_equal_hand_computation(arch):
     mlp_input = HAND[arch][0]
     ids, mask = batch(lengths=(7, 4, 1))
     layers = architectures.decoder_layers(model)[1]
-    captured = {}
-    handles = [
-        layer.get_submodule(mlp_input).register_forward_pre_hook(
-            lambda m, args, i=i: captured.__setitem__(i, args[0].detach().clone())
-        )
-        for i, layer in enumerate(layers)
-    ]
-    try:
-        with NeuronReader(model, count_active=True) as reader, torch.no_grad():
-            got = reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
-    finally:
-        for h in handles:
-            h.remove()
+    reader = NeuronReader(model, count_active=True)
+    with mlp_inputs(layers, mlp_input) as captured, reader, torch.no_grad():
+        got = reader.read(lambda: model(input_ids=ids, attention_mask=mask), mask)
     assert got.n_tokens.tolist() == [7, 4, 1] and got.n_tokens.dtype == torch.int32
     for i, layer in enumerate(layers):
         x = captured[i].reshape(*ids.shape, -1)

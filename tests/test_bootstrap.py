@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import synthetic_activations, write_activation_store
 from lingua_franca import bootstrap as BS
 from lingua_franca import metrics as M
 from lingua_franca.config import ConfigError, load_config
-from test_metrics import make_probe, write_store
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ["en", "zh", "fr", "ar", "es", "pt", "vi"]  # 7 languages: z can reach √6 > 2
@@ -29,13 +29,13 @@ WIDTHS = [6, 4, 7]  # layer 1, neuron 2 is dead in every sample (σ = 0)
 
 @pytest.fixture(scope="module")
 def probe():
-    return make_probe(seed=3, langs=LANGS, items=ITEMS, widths=WIDTHS)
+    return synthetic_activations(LANGS, ITEMS, WIDTHS, seed=3)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, probe):
     layers, langs, items = probe
-    return write_store(tmp_path_factory.mktemp("boot") / "a.zarr", layers, langs, items)
+    return write_activation_store(tmp_path_factory.mktemp("boot") / "a.zarr", layers, langs, items)
 
 
 def slow_bootstrap(layers, langs, items, draws, tau):
@@ -226,7 +226,7 @@ def test_identical_items_give_zero_width_intervals(tmp_path):
         layers.append(np.repeat(per_lang, n_items, axis=1).reshape(-1, w))
     items = [f"v{i}" for i in range(n_items)]
     langs = [lang for lang in LANGS for _ in items]
-    store = write_store(tmp_path / "same.zarr", layers, langs, items * len(LANGS))
+    store = write_activation_store(tmp_path / "same.zarr", layers, langs, items * len(LANGS))
     result = M.compute_metrics(
         store, z_threshold=1.0, bootstrap=BS.BootstrapSettings(resamples=50, seed=2)
     )
@@ -246,8 +246,8 @@ def test_identical_items_give_zero_width_intervals(tmp_path):
 def test_undefined_resamples_give_no_interval(tmp_path):
     """Two items: a resample that draws one item twice has no pair of different
     items, so its LRDS and SADS are undefined, and so is the interval."""
-    layers, langs, items = make_probe(langs=LANGS[:3], items=["a", "b"])
-    store = write_store(tmp_path / "two.zarr", layers, langs, items)
+    layers, langs, items = synthetic_activations(LANGS[:3], ["a", "b"], WIDTHS)
+    store = write_activation_store(tmp_path / "two.zarr", layers, langs, items)
     result = M.compute_metrics(store, z_threshold=0.5, bootstrap=BS.BootstrapSettings(resamples=10))
     boot, ci = result.bootstrap, result.summary()["ci"]
     same = boot.draws[:, 0] == boot.draws[:, 1]
@@ -313,10 +313,10 @@ def test_config_fills_and_checks_bootstrap():
 def test_identical_languages_have_no_key_neurons_in_any_resample(tmp_path, dtype):
     """Three languages with the same data: every neuron's scores are equal (σ = 0,
     z = 0) in every resample, even at τ = 0, where any rounding noise would count."""
-    layers, _, items = make_probe(langs=["en"], items=ITEMS, widths=[40, 300])
+    layers, _, items = synthetic_activations(["en"], ITEMS, [40, 300])
     layers = [np.tile(x, (3, 1)) for x in layers]
     langs = [lang for lang in ["en", "fr", "es"] for _ in ITEMS]
-    store = write_store(tmp_path / "same.zarr", layers, langs, items * 3)
+    store = write_activation_store(tmp_path / "same.zarr", layers, langs, items * 3)
     result = M.compute_metrics(
         store,
         z_threshold=0.0,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import FIXTURES
 from lingua_franca import checks
 from lingua_franca.checks import data_inputs, preflight, probe_item_count
 from lingua_franca.config import ConfigError, load_config
@@ -18,7 +19,6 @@ from lingua_franca.fetch import fetched_data
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "corpus"
-FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
 
 
 @pytest.fixture

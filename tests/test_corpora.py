@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import FIXTURES, opus_with_two_english_documents
 from lingua_franca.corpora import (
     CorpusError,
     build_probe,
@@ -30,7 +31,6 @@ from lingua_franca.corpora import (
 )
 from lingua_franca.languages import PAPER_LANGUAGES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "resources" / "corpus"
 HEADER = "id\tlang\ttext\n"
@@ -322,12 +322,7 @@ def test_bible_opus_without_english_still_joins_on_english_ids():
 
 
 def test_bible_opus_keeps_english_documents_apart(tmp_path):
-    for member in (FIXTURES / "opus").glob("bible-uedin.en-*"):
-        shutil.copy(member, tmp_path)
-    ids = tmp_path / "bible-uedin.en-fr.ids"
-    lines = ids.read_text(encoding="utf-8").splitlines()
-    lines[1] = lines[1].replace("en/English.xml.gz", "en/English-WEB.xml.gz")
-    ids.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    opus_with_two_english_documents(tmp_path)
     df = load_probe_corpus("bible_opus", {"dir": str(tmp_path)}, ["en", "fr", "zh"])
     # en-fr's verse 1:2 comes from another English document than en-zh's
     assert df["id"].unique().tolist() == [

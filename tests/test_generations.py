@@ -3,16 +3,22 @@ stop at end-of-sequence, batched equal to one prompt at a time, the Table 2 layo
 and the choice of prompts (Genesis 1:1–1:3 for a Bible corpus)."""
 
 import contextlib
-import shutil
 
 import pandas as pd
 import pytest
 import torch
-from helpers import ARCHS, CORPUS, all_hooks, tiny_model, tiny_tokenizer
+from helpers import (
+    ARCHS,
+    CORPUS,
+    FIXTURES,
+    all_hooks,
+    opus_with_two_english_documents,
+    tiny_model,
+    tiny_tokenizer,
+)
 from lingua_franca.activations import tokenize
 from lingua_franca.corpora import CorpusError, choose_prompts
 from lingua_franca.generations import generate_all, greedy, left_pad, table, write_html
-from test_corpora import FIXTURES
 
 PROMPTS = [
     "the cat sat on the mat",
@@ -173,12 +179,7 @@ def test_bible_opus_prompts_match_english_sentence_ids(tmp_path):
     assert [p["item"] for p in chosen["prompts"]["fr"]] == ["b.GEN.1.1", "b.GEN.1.2", "b.GEN.1.3"]
     assert chosen["prompts"]["fr"][1]["text"].startswith("La terre était informe et vide")
     # with two English documents the item ids are "<document>#<verse>"
-    for member in (FIXTURES / "opus").glob("bible-uedin.en-fr.*"):
-        shutil.copy(member, tmp_path)
-    ids = tmp_path / "bible-uedin.en-fr.ids"
-    lines = ids.read_text(encoding="utf-8").splitlines()
-    lines[1] = lines[1].replace("en/English.xml.gz", "en/English-WEB.xml.gz")
-    ids.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    opus_with_two_english_documents(tmp_path, "bible-uedin.en-fr.*")
     section = {"source": "bible_opus", "options": {"dir": str(tmp_path)}}
     chosen = choose_prompts(section, GENERATION, ["en", "fr"], probe_of(["x"], ["en", "fr"]))
     assert [p["item"] for p in chosen["prompts"]["en"]] == [

@@ -13,36 +13,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import DEAD, synthetic_activations, write_activation_store
 from lingua_franca import metrics as M
-from lingua_franca.store import ActivationStore, StoreWriter
 
 LANGS = ["en", "zh", "fr", "ar"]
 ITEMS = ["v3", "v1", "v4", "v0", "v2"]  # any order, as long as every block shares it
 WIDTHS = [6, 4, 7]
-DEAD = (1, 2)  # (layer, neuron) that is zero in every sample: σ = 0
-
-
-def make_probe(seed=0, langs=LANGS, items=ITEMS, widths=WIDTHS):
-    """Rows in language blocks; activations with a language part and an item part."""
-    rng = np.random.default_rng(seed)
-    n_l, n_v = len(langs), len(items)
-    layers = []
-    for w in widths:
-        lang_part = rng.normal(0, 1, (n_l, 1, w))
-        item_part = rng.normal(0, 1, (1, n_v, w))
-        x = 1.0 + lang_part + 0.7 * item_part + 0.5 * rng.normal(0, 1, (n_l, n_v, w))
-        layers.append(x.reshape(n_l * n_v, w).astype(np.float32))
-    if len(widths) > DEAD[0] and widths[DEAD[0]] > DEAD[1]:
-        layers[DEAD[0]][:, DEAD[1]] = 0.0
-    sample_langs = [lang for lang in langs for _ in items]
-    sample_items = [item for _ in langs for item in items]
-    return [x.astype(np.float64) for x in layers], sample_langs, sample_items
-
-
-def write_store(path, layers, langs, items):
-    with StoreWriter(path, langs, items, [x.shape[1] for x in layers], row_chunk=7) as w:
-        w.write(layers)
-    return ActivationStore(path)
 
 
 # ----------------------------------------------------------- slow references
@@ -113,7 +89,7 @@ def slow_z(c):
 
 @pytest.fixture(scope="module")
 def probe():
-    layers, langs, items = make_probe()
+    layers, langs, items = synthetic_activations(LANGS, ITEMS, WIDTHS)
     concat = np.concatenate(layers, axis=1)
     z = slow_z(slow_contributions(slow_normalize(concat.tolist()), langs))
     return layers, langs, items, np.array(z)
@@ -187,7 +163,7 @@ def test_sigma_zero_gives_z_zero():
 
 
 def test_identical_languages_have_no_key_neurons():
-    layers, langs, items = make_probe(langs=["en"], items=ITEMS)
+    layers, langs, items = synthetic_activations(["en"], ITEMS, WIDTHS)
     layers = [np.tile(x, (3, 1)) for x in layers]  # three languages, identical data
     langs = [lang for lang in ["en", "fr", "es"] for _ in ITEMS]
     a = M.normalize_rows(np.concatenate(layers, axis=1))
@@ -222,7 +198,7 @@ def test_key_regions_and_sklr_match_slow(probe):
 @pytest.mark.parametrize("block_width", [1, 3, 4, 5, 4096])
 def test_streaming_equals_in_memory(tmp_path, probe, block_width):
     layers, langs, items, _ = probe
-    store = write_store(tmp_path / "a.zarr", layers, langs, items)
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     expected = M.metrics_from_arrays(layers, langs, items, z_threshold=1.0)
     got = M.compute_metrics(store, z_threshold=1.0, block_width=block_width)
     assert got.similarity.dtype == np.float64
@@ -241,7 +217,7 @@ def test_streaming_equals_in_memory(tmp_path, probe, block_width):
 
 def test_compute_metrics_accepts_a_path(tmp_path, probe):
     layers, langs, items, _ = probe
-    write_store(tmp_path / "a.zarr", layers, langs, items)
+    write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     assert M.compute_metrics(tmp_path / "a.zarr", z_threshold=1.0).sklr > 0
 
 
@@ -250,7 +226,7 @@ def test_compute_metrics_accepts_a_path(tmp_path, probe):
 
 def test_write_outputs(tmp_path, probe):
     layers, langs, items, _ = probe
-    store = write_store(tmp_path / "a.zarr", layers, langs, items)
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     result = M.compute_metrics(store, z_threshold=1.0, block_width=3)
     files = M.MetricsFiles.in_folder(tmp_path / "out")
     M.write_outputs(result, files, title="toy", extra={"model": "toy"})
@@ -288,7 +264,7 @@ def test_write_outputs(tmp_path, probe):
 
 def test_threshold_no_neuron_passes(tmp_path, probe):
     layers, langs, items, _ = probe
-    store = write_store(tmp_path / "a.zarr", layers, langs, items)
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     with pytest.warns(UserWarning, match="can never be exceeded"):
         result = M.compute_metrics(store, z_threshold=2.0, block_width=4)  # max z = √3
     assert result.sklr == 0 and result.key_counts.shape == (4, 3)
@@ -304,8 +280,8 @@ def test_threshold_no_neuron_passes(tmp_path, probe):
 
 
 def test_one_language(tmp_path):
-    layers, langs, items = make_probe(langs=["en"])
-    store = write_store(tmp_path / "a.zarr", layers, langs, items)
+    layers, langs, items = synthetic_activations(["en"], ITEMS, WIDTHS)
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     with pytest.warns(UserWarning):
         result = M.compute_metrics(store, z_threshold=0.0)
     assert result.sklr == 0 and math.isnan(result.lrds)
@@ -337,14 +313,14 @@ def test_nan_in_store_names_the_layer(tmp_path, probe):
     layers, langs, items, _ = probe
     layers = [x.copy() for x in layers]
     layers[2][7, 5] = np.nan
-    store = write_store(tmp_path / "a.zarr", layers, langs, items)
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     with pytest.raises(M.MetricsInputError, match=r"layer_002: NaN in sample 7 \(zh"):
         M.compute_metrics(store, z_threshold=1.0)
 
 
 def test_bad_store_order_is_refused(tmp_path, probe):
     layers, langs, items, _ = probe
-    store = write_store(tmp_path / "a.zarr", layers, langs, items[:5] + items[5:][::-1])
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items[:5] + items[5:][::-1])
     with pytest.raises(M.MetricsInputError, match="item order of 'zh'"):
         M.compute_metrics(store)
 
@@ -354,7 +330,7 @@ def test_zero_vector_is_refused(tmp_path, probe):
     layers = [x.copy() for x in layers]
     for x in layers:
         x[3] = 0
-    store = write_store(tmp_path / "a.zarr", layers, langs, items)
+    store = write_activation_store(tmp_path / "a.zarr", layers, langs, items)
     with pytest.raises(M.MetricsInputError, match=r"samples \[3\] are all zero"):
         M.compute_metrics(store, z_threshold=1.0)
 
