@@ -198,6 +198,30 @@ def test_every_checkpoint_has_metric_intervals(workflow):
         assert set(ci["region_stability"]) == set(summary["languages"])
 
 
+def test_every_checkpoint_deactivates_key_regions(workflow):
+    """The tiny config's z_threshold (1.0, below √2) gives key regions, so the run
+    evaluates language deactivations, not only the full model and the random one."""
+    workdir, run, _, _ = workflow
+    checkpoints = {
+        (j.wildcards["model"], j.wildcards["checkpoint"])
+        for j in run
+        if j.rule == "ablate_key_neurons"
+    }
+    assert checkpoints
+    for model, checkpoint in checkpoints:
+        folder = workdir / "results" / model / checkpoint
+        assert json.loads((folder / "metrics.json").read_text())["sklr"] > 0
+        ablation = json.loads((folder / "ablation.json").read_text())
+        evaluated = [
+            c["name"]
+            for c in ablation["conditions"]
+            if c["kind"] == "language" and c["status"] == "evaluated"
+        ]
+        assert evaluated, ablation["conditions"]
+        assert set(evaluated) <= set(ablation["generation"]["conditions"])
+        assert any(v is not None for v in ablation["diagonal_dominates"].values())
+
+
 def test_changing_the_bootstrap_reruns_the_metrics_not_the_extraction(workflow):
     """analysis.bootstrap is a parameter of compute_metrics alone.  The ablation reads
     metrics.json and key_neurons.parquet, which the rerun rewrites, so it runs again

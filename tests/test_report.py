@@ -96,8 +96,9 @@ def test_the_run_covers_every_story_language_and_every_generation(report):
     assert all(entry["cross"]["n"] == 2 for entry in xsc["languages"].values())
     ablation = json.loads((folder / "ablation.json").read_text(encoding="utf-8"))
     conditions = ablation["generation"]["conditions"]
-    without = ablation["languages_without_key_neurons"]  # 3 languages: z ≤ √2, none
+    without = ablation["languages_without_key_neurons"]
     assert conditions == ["full"] + [x for x in config["languages"] if x not in without]
+    assert len(conditions) > 1  # z_threshold 1.0 < √2: key regions to deactivate
     generation = config["analysis"]["generation"]
     gens = [json.loads(x) for x in (folder / "generations.jsonl").read_text().splitlines()]
     assert sorted((g["condition"], g["language"], g["prompt_index"]) for g in gens) == sorted(
