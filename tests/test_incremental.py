@@ -220,6 +220,23 @@ def test_every_checkpoint_deactivates_key_regions(workflow):
         assert any(v is not None for v in ablation["diagonal_dominates"].values())
 
 
+def test_changing_how_a_model_is_loaded_reruns_its_jobs_not_its_training(workflow):
+    """A model × checkpoint job takes its model's settings (Config.job_settings) as a
+    parameter, so a changed dtype reruns its jobs (Snakemake's params trigger, which
+    ignores a parameter computed from the job's input)."""
+    workdir, run, _, _ = workflow
+
+    def half_precision(config):
+        config["models"]["toy-bloom"]["dtype"] = "bfloat16"
+
+    jobs = plan_after(workdir, half_precision)
+    extract = [j for j in jobs if j.rule == "extract_activations"]
+    assert {str(j) for j in extract} == {str(j) for j in run if j.rule == "extract_activations"}
+    assert all("params" in j.reason.lower() for j in extract), [j.reason for j in extract]
+    assert "ablate_key_neurons" in {j.rule for j in jobs}
+    assert not {j.rule for j in jobs} & TRAINING_RULES
+
+
 def test_changing_the_bootstrap_reruns_the_metrics_not_the_extraction(workflow):
     """analysis.bootstrap is a parameter of compute_metrics alone.  The ablation reads
     metrics.json and key_neurons.parquet, which the rerun rewrites, so it runs again
