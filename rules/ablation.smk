@@ -11,6 +11,9 @@ rule ablate_key_neurons:
         key_neurons=rules.compute_metrics.output.key_neurons,
         prompts=rules.prepare_prompts.output[0],
         texts=expand(rules.prepare_perplexity_text.output[0], lang=LANGUAGES),
+        # not read: after XStoryCloze in the checkpoint's group, so that two jobs
+        # never hold the model at once (rules/common.smk, MODEL_WORK)
+        after=rules.evaluate_xstorycloze.output[0],
     output:
         perplexity=checkpoint_report("results/{model}/{checkpoint}/perplexity.csv"),
         seeds="results/{model}/{checkpoint}/perplexity_random_seeds.csv",

@@ -45,9 +45,13 @@ ENV = "../envs/lingua-franca.yaml"
 ON_GPU = CFG.analysis["device"].startswith("cuda")
 # The jobs that load one model × checkpoint (extraction, metrics, ablation,
 # XStoryCloze) form one group: on a cluster, one job, one allocation, one node whose
-# page cache holds the weights. Snakemake joins a group's jobs along DAG edges, so
-# the four are chained (evaluate_xstorycloze after the ablation); the group then asks
-# for the largest memory and GPU count of its jobs and the sum of their runtimes.
+# page cache holds the weights. Snakemake joins a group's jobs along DAG edges: the
+# metrics and XStoryCloze follow the extraction, and the ablation follows both, so
+# two jobs never hold the model at once. The submitted group runs its jobs one at a
+# time and asks for the largest memory and GPU count of its jobs and the sum of
+# their runtimes (tests/test_slurm.py). Every such edge is a real input: with an
+# ancient() one, Snakemake skips the later job's own rerun checks whenever the
+# earlier one reruns.
 MODEL_WORK = "model_work_{model}_{checkpoint}"
 
 

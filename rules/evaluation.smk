@@ -7,10 +7,10 @@ rule evaluate_xstorycloze:
     input:
         unpack(model_inputs),
         stories=rules.prepare_stories.output[0],
-        # not read: orders this job after the ablation inside the checkpoint's group
-        # (rules/common.smk, MODEL_WORK); ancient, so a rerun of the ablation does not
-        # rerun XStoryCloze
-        after=ancient(str(rules.ablate_key_neurons.output.summary)),
+        # not read: joins this job to the checkpoint's group (rules/common.smk,
+        # MODEL_WORK); XStoryCloze therefore reruns when the extraction does, and
+        # the ablation (which follows it) when XStoryCloze does
+        after=rules.extract_activations.output[0],
     output:
         "results/{model}/{checkpoint}/xstorycloze.json",
     log:

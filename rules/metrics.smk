@@ -10,7 +10,7 @@ BOOTSTRAP = CFG.analysis["bootstrap"]["resamples"] > 0
 
 rule compute_metrics:
     input:
-        rules.extract_activations.output[0],
+        store=rules.extract_activations.output[0],
     output:
         summary="results/{model}/{checkpoint}/metrics.json",
         key_neurons="results/{model}/{checkpoint}/key_neurons.parquet",

@@ -5,7 +5,7 @@ from lingua_franca.pipeline import metrics
 
 with log_to(snakemake.log[0]):
     metrics(
-        snakemake.input[0],
+        snakemake.input.store,
         dict(snakemake.output.items()),
         z_threshold=snakemake.params.z_threshold,
         block_width=snakemake.params.block_width,

@@ -220,7 +220,7 @@ MODEL_WORK = (
     "extract_activations",
 )
 TARGETS = [
-    *(f"results/toy-bloom/{c}/xstorycloze.json" for c in CHECKPOINTS),  # the whole chain
+    *(f"results/toy-bloom/{c}/ablation.json" for c in CHECKPOINTS),  # the whole group
     "results/slurm/job_environment.json",
     "results/slurm/retry.txt",
 ]
@@ -329,8 +329,9 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
         group = re.search(r"rule_(model_work_toy-bloom_step-\d+)_", call).group(1)
         members = [j for j in jobs if j.group == group]
         assert sorted(j.rule for j in members) == sorted(MODEL_WORK)
-        # the group's request: its jobs run one after another (a chain), so the
-        # largest memory and GPU count of any of them and the sum of their runtimes
+        # the group's request (rules/common.smk, MODEL_WORK): Snakemake runs a
+        # submitted group's jobs one at a time, so the largest memory and GPU count of
+        # any of them and the sum of their runtimes
         mem = max(int(j.resources["mem_mb"]) for j in members)
         runtime = sum(int(j.resources["runtime"]) for j in members)
         assert f" --mem {mem} " in call and f" -t {runtime} " in call, call
