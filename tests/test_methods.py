@@ -409,12 +409,14 @@ def fake_ablation(model, checkpoint, sizes, diagonal, off, dominates, fraction):
 def method_records(tmp_path):
     """Two checkpoints of one model and one of a larger size, with both methods' files."""
     records = []
-    grid = [("fam-s", 1e6, "step-10", 10), ("fam-s", 1e6, "step-20", 20), ("fam-l", 4e6, "f", 20)]
+    # the larger model has no configured parameter count: its metrics.json's is used
+    grid = [("fam-s", 1e6, "step-10", 10), ("fam-s", 1e6, "step-20", 20), ("fam-l", None, "f", 20)]
     for i, (model, parameters, checkpoint, step) in enumerate(grid):
         folder = tmp_path / model / checkpoint
         z = regions([("en", 0, 0), ("en", 0, 1), ("fr", 1, i)])
         la = regions([("en", 0, 1), ("fr", 1, 2)])
-        overlap = overlap_table({"zscore": z, "lape": la}, ["en", "fr"], [4, 4])
+        # de has no region under either method: J = 1, left out of the mean over languages
+        overlap = overlap_table({"zscore": z, "lape": la}, ["en", "fr", "de"], [4, 4])
         folder.mkdir(parents=True)
         overlap.to_csv(folder / "overlap.csv", index=False)
         records.append(
@@ -445,6 +447,10 @@ def method_records(tmp_path):
                     )
                 },
                 "overlap": folder / "overlap.csv",
+                "metrics": write_json(
+                    folder / "metrics.json",
+                    {"provenance": {"n_parameters": 4_000_000}, "source": {"model": model}},
+                ),
             }
         )
     return records
@@ -476,9 +482,11 @@ def test_the_method_summary_across_checkpoints(method_records, tmp_path):
     assert math.isclose(second.mean_jaccard_zscore, 1 / 4)
     third = table.iloc[5]  # the last checkpoint: fr's z region is neuron 2 of layer 1
     assert math.isclose(third.mean_jaccard_zscore, (1 / 2 + 1) / 2)
+    assert table["parameters"].tolist() == [1e6] * 4 + [4e6] * 2
     overlap = tables["methods_overlap.csv"]
-    assert len(overlap) == 3 * 3 * 3  # checkpoints × (en, fr, any) × (2 layers + all)
-    assert overlap["checkpoint"].tolist()[:9] == ["step-10"] * 9
+    assert len(overlap) == 3 * 4 * 3  # checkpoints × (en, fr, de, any) × (2 layers + all)
+    assert overlap["checkpoint"].tolist()[:12] == ["step-10"] * 12
+    assert (overlap[overlap["language"] == "de"]["jaccard"] == 1.0).all()
     paths = write_method_summary(method_records, methods, {n: tmp_path / n for n in names})
     for name in names:
         assert paths[name].stat().st_size > 0

@@ -169,21 +169,28 @@ def method_tables(
 ) -> dict[str, pd.DataFrame]:
     """``methods.csv``: one row per checkpoint × method (its regions, deactivation and
     Jaccard index with the first method, over every language's region together
-    (``any``) and averaged over languages); ``methods_overlap.csv``: every checkpoint's
+    (``any``) and averaged over the languages with a region under either method);
+    ``methods_overlap.csv``: every checkpoint's
     overlap rows.  A record holds ``ablation`` (the first method's ablation.json),
-    ``methods_ablation`` ({further method: its ablation.json}) and ``overlap``."""
+    ``methods_ablation`` ({further method: its ablation.json}) and ``overlap``; without a
+    configured parameter count, its ``metrics`` (metrics.json) gives the measured one."""
     ident_keys = ["model", "family", "checkpoint", "step", "parameters"]
     rows, overlaps = [], []
     first = methods[0]
     for record in records:
         ident = {key: record.get(key) for key in ident_keys}
+        if ident["parameters"] is None and record.get("metrics"):  # as metrics.csv counts them
+            provenance = _read(record["metrics"], record).get("provenance") or {}
+            ident["parameters"] = provenance.get("n_parameters")
         overlap = pd.read_csv(record["overlap"], dtype={"layer": str})
         overlaps.append(overlap.assign(**ident)[ident_keys + list(overlap.columns)])
         whole = overlap[(overlap["layer"] == ALL_LAYERS) & (overlap["method_a"] == first)]
         docs = {first: record["ablation"], **record["methods_ablation"]}
         for method in methods:
             pair = whole[whole["method_b"] == method]
-            per_language = pair[pair["language"] != ANY_LANGUAGE]["jaccard"]
+            # languages without a region under either method would count as agreement
+            compared = (pair["language"] != ANY_LANGUAGE) & (pair["union"] > 0)
+            per_language = pair[compared]["jaccard"]
             any_language = pair[pair["language"] == ANY_LANGUAGE]["jaccard"]
             rows.append(
                 {

@@ -51,25 +51,32 @@ def _bars(ax, rows: pd.DataFrame, labels: list[str], a: str, b: str) -> None:
 
 
 def plot_overlap(overlap: pd.DataFrame, path: str | os.PathLike, title: str = "") -> None:
-    """``overlap.csv`` of one checkpoint: for each pair of methods, left the regions of
-    every language (all layers; ``any`` = the union of all languages' regions), right
-    every layer (``any`` language): sizes under each method, the intersection, the
+    """``overlap.csv`` of one checkpoint: for each pair of methods, left the region of
+    every language (all layers), right every language's regions together (``any``)
+    in each layer and in all: sizes under each method, the intersection, the
     intersection two random sets of those sizes would have (tick) and the Jaccard index."""
     pairs = list(dict.fromkeys(zip(overlap["method_a"], overlap["method_b"])))
     fig = new_figure(13, 3.8 * max(len(pairs), 1))
     axes = fig.subplots(max(len(pairs), 1), 2, squeeze=False)
     for (left, right), (a, b) in zip(axes, pairs):
         rows = overlap[(overlap["method_a"] == a) & (overlap["method_b"] == b)]
-        languages = rows[rows["layer"].astype(str) == "all"]
+        # every language together is the right panel's "all" bar
+        languages = rows[(rows["layer"].astype(str) == "all") & (rows["language"] != "any")]
         _bars(left, languages, [str(x) for x in languages["language"]], a, b)
-        left.set_title(f"{a} vs {b}: each language's region (all layers)", fontsize="medium")
+        left.set_title(f"{a} vs {b}: each language's region, all layers", fontsize="medium")
         left.set_xlabel("language")
         layers = rows[rows["language"] == "any"]
         _bars(right, layers, [str(x) for x in layers["layer"]], a, b)
-        right.set_title(f"{a} vs {b}: every language's regions, per layer", fontsize="medium")
+        right.set_title(f"{a} vs {b}: all languages' regions together", fontsize="medium")
         right.set_xlabel("layer")
     if not pairs:
-        axes[0][0].text(0.5, 0.5, "one method only: nothing to compare", ha="center")
+        axes[0][0].text(
+            0.5,
+            0.5,
+            "one method only: nothing to compare",
+            ha="center",
+            transform=axes[0][0].transAxes,
+        )
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:  # one legend for every panel, under them
         fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize="small")
@@ -139,7 +146,15 @@ def _compare(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="xx-small", loc="best")
         if rows.empty:
-            ax.text(0.5, 0.5, f"no checkpoint has a {x}", ha="center", color="grey")
+            what = "training step" if x == "step" else "parameter count"
+            ax.text(
+                0.5,
+                0.5,
+                f"no checkpoint has a {what}",
+                ha="center",
+                color="grey",
+                transform=ax.transAxes,
+            )
     fig.suptitle(title)
     fig.tight_layout()
     save(fig, path)
