@@ -8,7 +8,8 @@ The config (hub_id + revisions, parameter counts, the paper's 9 languages and da
 sources) is written to a temporary folder; nothing is fetched: a dry run only
 plans. Each run is a fresh `python -m snakemake --snakefile Snakefile -n
 --configfile CONFIG` in an empty working directory (only a small probe corpus in the
-OPUS layout, which the planning checks read once and then count from their cache)
+OPUS layout, which the planning checks read once and then count from their cache,
+and empty files where the fetch step writes XL-Sum and XStoryCloze)
 with HF_HUB_OFFLINE=1, timed from start to exit
 (interpreter start, config validation, DAG of every job, the plan printed). Also timed once with
 `--quiet` (no job listing), and the bare `snakemake --version` start-up. Prints
@@ -25,12 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+from lingua_franca.config import load_config
+from tiny_workflow import job_counts, write_fetched_layout, write_opus_corpus
+
 LANGUAGES = ["en", "zh", "fr", "es", "pt", "ar", "vi", "hi", "id"]
 
 
@@ -65,26 +70,6 @@ def sweep_config(n_models: int, n_checkpoints: int, languages: list[str]) -> dic
     }
 
 
-def write_opus_corpus(folder: Path, languages: list[str], n_verses: int) -> None:
-    """Made-up verses as OPUS bible-uedin serves them: ``<pair>.txt.zip`` per
-    English-paired pair, with the two text files and the .ids."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from lingua_franca.languages import get_language
-
-    folder.mkdir(parents=True)
-    verses = [f"b.GEN.{1 + v // 30}.{1 + v % 30}" for v in range(n_verses)]
-    for lang in [code for code in languages if code != "en"]:
-        pair = "-".join(sorted(["en", get_language(lang).bible]))
-        sides = pair.split("-")
-        docs = "\t".join(f"{side}/{side}.xml.gz" for side in sides)
-        with zipfile.ZipFile(folder / f"{pair}.txt.zip", "w") as zipped:
-            for side in sides:
-                zipped.writestr(f"bible-uedin.{pair}.{side}", "".join(f"{v}\n" for v in verses))
-            zipped.writestr(
-                f"bible-uedin.{pair}.ids", "".join(f"{docs}\t{v}\t{v}\n" for v in verses)
-            )
-
-
 def timed(cmd: list[str], env: dict, workdir: Path) -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=workdir, check=False, capture_output=True, text=True, env=env)
@@ -93,16 +78,6 @@ def timed(cmd: list[str], env: dict, workdir: Path) -> tuple[float, str]:
     if result.returncode != 0:
         sys.exit(f"failed ({result.returncode}): {' '.join(cmd)}\n{output[-3000:]}")
     return seconds, output
-
-
-def job_counts(output: str) -> dict[str, int]:
-    counts = {}
-    for line in output.split("Job stats:")[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2:
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def main() -> None:
@@ -124,13 +99,10 @@ def main() -> None:
         workdir = Path(tmp)  # empty: no earlier results hide jobs
         plan = [*snakemake, "--snakefile", str(ROOT / "Snakefile"), "-n"]
         config = workdir / "sweep.yaml"
+        sweep = sweep_config(args.models, args.checkpoints, LANGUAGES[: args.languages])
         write_opus_corpus(workdir / "data" / "bible-uedin", LANGUAGES[: args.languages], 120)
-        config.write_text(
-            yaml.safe_dump(
-                sweep_config(args.models, args.checkpoints, LANGUAGES[: args.languages]),
-                sort_keys=False,
-            )
-        )
+        write_fetched_layout(workdir, load_config(sweep))  # what the fetch step writes
+        config.write_text(yaml.safe_dump(sweep, sort_keys=False))
         startup, _ = timed([*snakemake, "--version"], env, workdir)
         runs, output = [], ""
         for _ in range(args.repeat):
@@ -146,8 +118,8 @@ def main() -> None:
                 "checkpoints_per_model": args.checkpoints,
                 "languages": args.languages,
                 "model_x_checkpoint": args.models * args.checkpoints,
-                "planned_jobs": counts.get("total"),
-                "jobs_per_rule": {k: v for k, v in counts.items() if k != "total"},
+                "planned_jobs": sum(counts.values()),
+                "jobs_per_rule": counts,
                 "dry_run_seconds_median": round(statistics.median(runs), 2),
                 "dry_run_seconds": [round(s, 2) for s in runs],
                 "dry_run_quiet_seconds": round(quiet, 2),

@@ -85,8 +85,13 @@ def per_checkpoint(pattern):
 CHECKPOINTS = [CFG.identity(c.model, c.name) for c in CFG.grid()]
 
 
+def toy_folder(name):
+    """Where the toy model ``name`` is trained: its training rule's output."""
+    return expand(str(rules.train_toy.output[0]), toy=name)[0]
+
+
 def toy_targets():
-    return expand(str(rules.train_toy.output[0]), toy=TOY_MODELS)
+    return [toy_folder(name) for name in TOY_MODELS]
 
 
 def all_targets():
@@ -126,16 +131,18 @@ def model_inputs(wildcards):
     trained toy model's folder; nothing for Hub models and local folders."""
     model = CFG.models[wildcards.model]
     if model.toy is not None:
-        return {"model": expand(str(rules.train_toy.output[0]), toy=model.name)[0]}
+        return {"model": toy_folder(model.name)}
     return {}
 
 
-def job_settings(wildcards, input):
+def job_settings(wildcards):
     """Config.job_settings of the job's model × checkpoint; a toy model's checkpoints
-    lie in the folder its training job wrote (the job's input ``model``)."""
-    return CFG.job_settings(
-        wildcards.model, wildcards.checkpoint, model_folder=input.get("model")
-    )
+    lie in the folder its training job wrote. A function of the wildcards alone:
+    Snakemake reruns a job when such a parameter changes, but not when the
+    function also takes the job's input."""
+    model = CFG.models[wildcards.model]
+    folder = toy_folder(model.name) if model.toy is not None else None
+    return CFG.job_settings(wildcards.model, wildcards.checkpoint, model_folder=folder)
 
 
 def _parameters(wildcards):

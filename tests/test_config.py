@@ -35,6 +35,23 @@ def test_demo_config_loads_with_defaults():
     assert ckpt.location is None and ckpt.folder == "step-300"  # where the workflow trains it
     settings = cfg.job_settings("toy-bloom-s", "step-300", model_folder="trained/toy-bloom-s")
     assert settings["location"] == "trained/toy-bloom-s/step-300"
+    # the order older runs recorded: Snakemake compares the parameter's repr
+    assert list(settings) == [
+        "model",
+        "checkpoint",
+        "family",
+        "location",
+        "hub_id",
+        "revision",
+        "step",
+        "parameters",
+        "dtype",
+        "device_map",
+        "trust_remote_code",
+        "neuron_module",
+        "context_length",
+        "tokenizer",
+    ]
     with pytest.raises(ValueError, match="toy-bloom-s is a toy model"):
         cfg.job_settings("toy-bloom-s", "step-300")
     assert {m.family for m in cfg.models.values()} == {"toy-bloom", "toy-llama"}

@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 from lingua_franca.config import load_config_file
-from lingua_franca.corpora.perplexity import XLSUM_DIR, XLSUM_PATTERN
-from lingua_franca.corpora.stories import XSTORYCLOZE_DIR, XSTORYCLOZE_FILE
-from lingua_franca.languages import LANGUAGES, PAPER_LANGUAGES, get_language
+from lingua_franca.languages import PAPER_LANGUAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "resources" / "experiments").glob("*.yaml"))
 NAMES = [p.stem for p in EXPERIMENTS]
 
-from tiny_workflow import job_counts, parse_jobs, write_opus_corpus
+from tiny_workflow import job_counts, parse_jobs, write_fetched_layout, write_opus_corpus
 
 # docs/method.md §8: exact parameter counts (layers × width = K in the comments of the configs)
 PARAMETERS = {
@@ -101,25 +99,6 @@ def test_the_checkpoint_experiments_name_the_published_branches():
         steps = {c.step for c in model.checkpoints.values()}
         assert log_spaced <= steps and 143000 in steps
         assert all(s in log_spaced or s % 1000 == 0 and s <= 143000 for s in steps)
-
-
-def write_fetched_layout(folder: Path, cfg) -> None:
-    """Empty files where the fetch step writes XL-Sum and XStoryCloze (relative to the
-    working directory): planning only asks that they are there."""
-    for lang in cfg.data_languages("perplexity"):
-        config = get_language(lang).xlsum
-        if config is not None:
-            name = XLSUM_PATTERN.format(config=config, split="validation", lang=lang)
-            target = folder / XLSUM_DIR / name.replace("*", "0000")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.touch()
-    split = cfg.data["xstorycloze"]["options"].get("split", "eval")
-    for lang in cfg.data_languages("xstorycloze") or LANGUAGES:
-        config = get_language(lang).xstorycloze
-        if config is not None:
-            target = folder / XSTORYCLOZE_DIR / XSTORYCLOZE_FILE.format(config=config, split=split)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.touch()
 
 
 def dry_run(path: Path, workdir: Path, *targets: str) -> subprocess.CompletedProcess:

@@ -181,20 +181,25 @@ def test_adding_a_language_reruns_what_depends_on_the_languages(workflow):
     assert not extra, extra
 
 
+def checkpoint_folders(workdir, run, rule):
+    """The results folder of every model × checkpoint that ``rule`` ran for."""
+    folders = sorted(
+        {
+            workdir / "results" / j.wildcards["model"] / j.wildcards["checkpoint"]
+            for j in run
+            if j.rule == rule
+        }
+    )
+    assert folders, f"no {rule} job in the run"
+    return folders
+
+
 def test_every_checkpoint_has_metric_intervals(workflow):
     """The default analysis.bootstrap (1000 resamples) puts intervals into every
     checkpoint's metrics.json (docs/method.md §10)."""
     workdir, run, _, _ = workflow
-    checkpoints = {
-        (j.wildcards["model"], j.wildcards["checkpoint"])
-        for j in run
-        if j.rule == "compute_metrics"
-    }
-    assert checkpoints
-    for model, checkpoint in checkpoints:
-        summary = json.loads(
-            (workdir / "results" / model / checkpoint / "metrics.json").read_text()
-        )
+    for folder in checkpoint_folders(workdir, run, "compute_metrics"):
+        summary = json.loads((folder / "metrics.json").read_text())
         ci = summary["ci"]
         assert (ci["resamples"], ci["level"], ci["unit"]) == (1000, 0.95, "item")
         lo, hi = ci["sklr"]
@@ -207,14 +212,7 @@ def test_every_checkpoint_deactivates_key_regions(workflow):
     """The tiny config's z_threshold (1.0, below √2) gives key regions, so the run
     evaluates language deactivations, not only the full model and the random one."""
     workdir, run, _, _ = workflow
-    checkpoints = {
-        (j.wildcards["model"], j.wildcards["checkpoint"])
-        for j in run
-        if j.rule == "ablate_key_neurons"
-    }
-    assert checkpoints
-    for model, checkpoint in checkpoints:
-        folder = workdir / "results" / model / checkpoint
+    for folder in checkpoint_folders(workdir, run, "ablate_key_neurons"):
         assert json.loads((folder / "metrics.json").read_text())["sklr"] > 0
         ablation = json.loads((folder / "ablation.json").read_text())
         evaluated = [
@@ -225,6 +223,23 @@ def test_every_checkpoint_deactivates_key_regions(workflow):
         assert evaluated, ablation["conditions"]
         assert set(evaluated) <= set(ablation["generation"]["conditions"])
         assert any(v is not None for v in ablation["diagonal_dominates"].values())
+
+
+def test_changing_how_a_model_is_loaded_reruns_its_jobs_not_its_training(workflow):
+    """A model × checkpoint job takes its model's settings (Config.job_settings) as a
+    parameter, so a changed dtype reruns its jobs (Snakemake's params trigger, which
+    ignores a parameter computed from the job's input)."""
+    workdir, run, _, _ = workflow
+
+    def half_precision(config):
+        config["models"]["toy-bloom"]["dtype"] = "bfloat16"
+
+    jobs = plan_after(workdir, half_precision)
+    extract = [j for j in jobs if j.rule == "extract_activations"]
+    assert {str(j) for j in extract} == {str(j) for j in run if j.rule == "extract_activations"}
+    assert all("params" in j.reason.lower() for j in extract), [j.reason for j in extract]
+    assert "ablate_key_neurons" in {j.rule for j in jobs}
+    assert not {j.rule for j in jobs} & TRAINING_RULES
 
 
 def test_changing_the_bootstrap_reruns_the_metrics_not_the_extraction(workflow):

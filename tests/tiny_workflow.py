@@ -9,7 +9,9 @@ config is the copy's workflow_config.yaml, so that a plain `snakemake` (or
     .venv/bin/python tests/tiny_workflow.py DEST    # make a copy by hand
 
 Also parses Snakemake's job listings (dry runs and real runs alike), and writes a
-small Bible corpus in the OPUS layout for configs that plan the paper's grid.
+small Bible corpus in the OPUS layout and the files the fetch step writes, for
+configs that plan the paper's grid (tests/test_experiments.py,
+benchmarks/bench_planning.py).
 """
 
 from __future__ import annotations
@@ -82,6 +84,31 @@ def write_opus_corpus(folder: Path, languages: list[str], n_verses: int) -> Path
                 zipped.writestr(f"bible-uedin.{pair}.{side}", text)
             zipped.writestr(f"bible-uedin.{pair}.ids", ids)
     return folder
+
+
+def write_fetched_layout(folder: Path, cfg) -> None:
+    """Empty files where the fetch step writes XL-Sum and XStoryCloze (relative to the
+    working directory ``folder``) for ``cfg`` (a Config): planning only asks that
+    they are there."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from lingua_franca.corpora.perplexity import XLSUM_DIR, XLSUM_PATTERN
+    from lingua_franca.corpora.stories import XSTORYCLOZE_DIR, XSTORYCLOZE_FILE
+    from lingua_franca.languages import LANGUAGES, get_language
+
+    for lang in cfg.data_languages("perplexity"):
+        config = get_language(lang).xlsum
+        if config is not None:
+            name = XLSUM_PATTERN.format(config=config, split="validation", lang=lang)
+            target = folder / XLSUM_DIR / name.replace("*", "0000")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+    split = cfg.data["xstorycloze"]["options"].get("split", "eval")
+    for lang in cfg.data_languages("xstorycloze") or LANGUAGES:
+        config = get_language(lang).xstorycloze
+        if config is not None:
+            target = folder / XSTORYCLOZE_DIR / XSTORYCLOZE_FILE.format(config=config, split=split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
 
 
 @dataclass

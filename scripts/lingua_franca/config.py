@@ -103,9 +103,12 @@ class Config:
             if model_folder is None:
                 raise ValueError(f"{model} is a toy model: give the folder its training job wrote")
             location = str(Path(model_folder) / c.folder)
+        identity = self.identity(model, checkpoint)
+        # the keys in the order that older runs recorded (Snakemake compares the repr)
         return {
-            **self.identity(model, checkpoint),
+            **{key: identity[key] for key in ("model", "checkpoint", "family")},
             "location": location,
+            **{key: identity[key] for key in ("hub_id", "revision", "step", "parameters")},
             "dtype": m.dtype,
             "device_map": m.device_map,
             "trust_remote_code": m.trust_remote_code,
