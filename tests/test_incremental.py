@@ -278,18 +278,9 @@ def test_every_checkpoint_selects_deactivates_and_compares_lape(workflow):
     workdir, run, _, _ = workflow
     config = tiny_config()
     assert config["analysis"]["key_neuron_methods"] == ["zscore", "lape"]
-    checkpoints = {
-        (j.wildcards["model"], j.wildcards["checkpoint"])
-        for j in run
-        if j.rule == "select_key_neurons"
-    }
-    assert checkpoints and checkpoints == {
-        (j.wildcards["model"], j.wildcards["checkpoint"])
-        for j in run
-        if j.rule == "compute_metrics"
-    }
-    for model, checkpoint in checkpoints:
-        folder = workdir / "results" / model / checkpoint
+    folders = checkpoint_folders(workdir, run, "select_key_neurons")
+    assert folders == checkpoint_folders(workdir, run, "compute_metrics")
+    for folder in folders:
         table = pd.read_parquet(folder / "methods" / "lape" / "key_neurons.parquet")
         expected = compute_lape(folder / "activations.zarr", **config["analysis"]["lape"])
         pd.testing.assert_frame_equal(table, expected.key_neurons())
@@ -298,6 +289,7 @@ def test_every_checkpoint_selects_deactivates_and_compares_lape(workflow):
         assert any(
             c["kind"] == "language" and c["status"] == "evaluated" for c in ablation["conditions"]
         ), ablation["conditions"]
+        model, checkpoint = folder.parts[-2:]
         log = (workdir / "logs" / model / checkpoint / "ablate_key_neurons.log").read_text()
         assert log.count("lingua_franca.pipeline: loading ") == 1
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -310,7 +302,7 @@ def test_every_checkpoint_selects_deactivates_and_compares_lape(workflow):
         pd.testing.assert_frame_equal(overlap, expected_overlap, check_dtype=False)
     summary = pd.read_csv(workdir / "results" / "summary" / "methods.csv")
     assert set(zip(summary["checkpoint"], summary["method"])) == {
-        (c, m) for _, c in checkpoints for m in ("zscore", "lape")
+        (folder.name, m) for folder in folders for m in ("zscore", "lape")
     }
 
 
