@@ -2,6 +2,9 @@
 # model, with each language's key neurons zeroed, and with random neurons zeroed;
 # the percent-increase table and heatmap; greedy generations of every prompt language
 # under the full model and every language's deactivation (paper Appendix A).
+# The same job, on the same loaded model, deactivates the regions of every further
+# key-neuron method (LAPE; rules/methods.smk) and writes their tables under
+# methods/<name>/ (lists in the order of FURTHER_METHODS).
 
 
 rule ablate_key_neurons:
@@ -11,6 +14,11 @@ rule ablate_key_neurons:
         key_neurons=rules.compute_metrics.output.key_neurons,
         prompts=rules.prepare_prompts.output[0],
         texts=expand(rules.prepare_perplexity_text.output[0], lang=LANGUAGES),
+        methods=expand(
+            rules.select_key_neurons.output.key_neurons,
+            method=FURTHER_METHODS,
+            allow_missing=True,
+        ),
         # not read: after XStoryCloze in the checkpoint's group, so that two jobs
         # never hold the model at once (rules/common.smk, MODEL_WORK)
         after=rules.evaluate_xstorycloze.output[0],
@@ -25,6 +33,36 @@ rule ablate_key_neurons:
             "results/{model}/{checkpoint}/generations.html"
         ),
         summary="results/{model}/{checkpoint}/ablation.json",
+        methods_perplexity=method_report(
+            expand(
+                "results/{{model}}/{{checkpoint}}/methods/{method}/perplexity.csv",
+                method=FURTHER_METHODS,
+            ),
+            "perplexity",
+        ),
+        methods_seeds=expand(
+            "results/{{model}}/{{checkpoint}}/methods/{method}/perplexity_random_seeds.csv",
+            method=FURTHER_METHODS,
+        ),
+        methods_increase=expand(
+            "results/{{model}}/{{checkpoint}}/methods/{method}/ppl_increase.csv",
+            method=FURTHER_METHODS,
+        ),
+        methods_conditions=expand(
+            "results/{{model}}/{{checkpoint}}/methods/{method}/conditions.csv",
+            method=FURTHER_METHODS,
+        ),
+        methods_heatmap=method_report(
+            expand(
+                "results/{{model}}/{{checkpoint}}/methods/{method}/ppl_increase.png",
+                method=FURTHER_METHODS,
+            ),
+            "ppl_increase",
+        ),
+        methods_summary=expand(
+            "results/{{model}}/{{checkpoint}}/methods/{method}/ablation.json",
+            method=FURTHER_METHODS,
+        ),
     log:
         "logs/{model}/{checkpoint}/ablate_key_neurons.log",
     group:
@@ -44,5 +82,6 @@ rule ablate_key_neurons:
         batch_size=CFG.analysis["batch_size"],
         seeds=CFG.analysis["random_baseline_seeds"],
         generation=CFG.analysis["generation"],
+        methods=FURTHER_METHODS,  # in the order of input.methods and output.methods_*
     script:
         "../scripts/ablate_key_neurons.py"

@@ -8,6 +8,15 @@ rule aggregate:
         metrics=per_checkpoint(rules.compute_metrics.output.summary),
         xstorycloze=per_checkpoint(rules.evaluate_xstorycloze.output[0]),
         ablation=per_checkpoint(rules.ablate_key_neurons.output.summary),
+        # the further key-neuron methods (none: empty lists)
+        overlap=(
+            per_checkpoint(rules.compare_key_neurons.output.table)
+            if FURTHER_METHODS
+            else []
+        ),
+        methods_ablation=per_checkpoint_and_method(
+            rules.ablate_key_neurons.output.methods_summary
+        ),
     output:
         summary_outputs("results/summary/{name}"),
     log:
@@ -20,5 +29,6 @@ rule aggregate:
         runtime=30,
     params:
         checkpoints=CHECKPOINTS,  # in the order of each input list
+        methods=[PAPER_METHOD, *FURTHER_METHODS],
     script:
         "../scripts/aggregate.py"

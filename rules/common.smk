@@ -18,6 +18,8 @@ from lingua_franca.checks import data_inputs, preflight
 from lingua_franca.config import ConfigError, load_config
 from lingua_franca.fetch import fetched_data
 from lingua_franca.aggregate import SUMMARY_PAGE, config_grid, summary_names
+from lingua_franca.comparison import method_summary_names
+from lingua_franca.methods import METHODS, PAPER_METHOD, further_methods
 
 # a config error stops the run here, before any job is planned: nothing is deleted
 try:
@@ -43,14 +45,18 @@ LANGUAGES = CFG.languages
 TOY_MODELS = [m.name for m in CFG.toy_models]
 ENV = "../envs/lingua-franca.yaml"
 ON_GPU = CFG.analysis["device"].startswith("cuda")
+# the key-neuron methods besides the paper's z-scores (computed in the metrics pass):
+# each has its own selection job and its own folder methods/<name>/ (rules/methods.smk)
+FURTHER_METHODS = further_methods(CFG.analysis["key_neuron_methods"])
 # The jobs that load one model × checkpoint (extraction, metrics, ablation,
-# XStoryCloze) form one group: on a cluster, one job, one allocation, one node whose
-# page cache holds the weights. Snakemake joins a group's jobs along DAG edges: the
-# metrics and XStoryCloze follow the extraction, and the ablation follows both, so
-# two jobs never hold the model at once. The submitted group runs its jobs one at a
-# time and asks for the largest memory and GPU count of its jobs and the sum of
-# their runtimes (tests/test_slurm.py). Every such edge is a real input: with an
-# ancient() one, Snakemake skips the later job's own rerun checks whenever the
+# XStoryCloze), and the further key-neuron methods' selection and comparison, form one
+# group: on a cluster, one job, one allocation, one node whose page cache holds the
+# weights. Snakemake joins a group's jobs along DAG edges: the metrics, the
+# selections and XStoryCloze follow the extraction, and the ablation follows them
+# all, so two jobs never hold the model at once. The submitted group runs its jobs
+# one at a time and asks for the largest memory and GPU count of its jobs and the
+# sum of their runtimes (tests/test_slurm.py). Every such edge is a real input: with
+# an ancient() one, Snakemake skips the later job's own rerun checks whenever the
 # earlier one reruns.
 MODEL_WORK = "model_work_{model}_{checkpoint}"
 
@@ -64,6 +70,7 @@ wildcard_constraints:
     toy=_alternatives(TOY_MODELS),
     checkpoint=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
     lang=_alternatives(LANGUAGES),
+    method=_alternatives(FURTHER_METHODS),
 
 
 # Every results path is written once, in the output of the rule that makes it; the
@@ -99,8 +106,28 @@ def all_targets():
         + per_checkpoint(rules.compute_metrics.output.summary)
         + per_checkpoint(rules.ablate_key_neurons.output.perplexity)
         + per_checkpoint(rules.evaluate_xstorycloze.output[0])
+        + (
+            per_checkpoint(rules.compare_key_neurons.output.table)
+            if FURTHER_METHODS
+            else []
+        )
         + [str(path) for path in rules.aggregate.output]
     )
+
+
+def per_checkpoint_and_method(patterns):
+    """``patterns`` (a rule's output list, one per further method, with {model} and
+    {checkpoint}) for every model × checkpoint, checkpoint by checkpoint."""
+    return [
+        path
+        for c in CFG.grid()
+        for path in expand(list(map(str, patterns)), model=c.model, checkpoint=c.name)
+    ]
+
+
+def method_settings(method):
+    """A key-neuron method's settings, read from the config's analysis section."""
+    return METHODS[method].settings(CFG.analysis)
 
 
 def model_inputs(wildcards):
@@ -182,16 +209,47 @@ def checkpoint_report(path):
     )
 
 
+def method_report(paths, stem):
+    """The further methods' files of one kind (``paths``, one per method, in the order
+    of FURTHER_METHODS), shown in the report with the caption method_<stem>.rst."""
+    return [
+        flag_for_report(
+            path,
+            caption=str(REPORT / f"method_{stem}.rst"),
+            category="3. Per checkpoint",
+            subcategory="{model}",
+            labels={
+                "checkpoint": "{checkpoint}",
+                "figure": f"{method} {stem.replace('_', ' ')}",
+            },
+        )
+        for path, method in zip(paths, FURTHER_METHODS)
+    ]
+
+
 def summary_outputs(pattern):
     """The aggregate's files: ``pattern`` (with {name}) for every file name the
     config's grid makes (lingua_franca.aggregate.summary_names) and summary.html,
     flagged for the report."""
     flagged = []
-    for name in summary_names(config_grid(CFG)) + [SUMMARY_PAGE]:
+    methods = [PAPER_METHOD, *FURTHER_METHODS]
+    names = summary_names(config_grid(CFG)) + method_summary_names(
+        config_grid(CFG), methods
+    )
+    for name in names + [SUMMARY_PAGE]:
         stem = Path(name).stem
         kind = next(
             k
-            for k in ("evolution", "scale", "key_layers", "key_languages", "")
+            for k in (
+                "methods_evolution",
+                "methods_scale",
+                "methods",
+                "evolution",
+                "scale",
+                "key_layers",
+                "key_languages",
+                "",
+            )
             if stem.startswith(k)
         )
         caption = f"{kind}.rst" if kind else "summary_csv.rst"

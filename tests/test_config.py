@@ -260,11 +260,28 @@ def test_toy_settings_training_would_refuse(demo):
 def test_lape_settings_default_and_range(demo):
     from lingua_franca.lape import DEFAULTS
 
+    assert load_config(copy.deepcopy(demo)).analysis["lape"] == {**DEFAULTS, "top_rate": 0.1}
+    del demo["analysis"]["lape"]  # the demo's own top_rate
     assert load_config(copy.deepcopy(demo)).analysis["lape"] == DEFAULTS
     demo["analysis"]["lape"] = {"top_rate": 0.05}
     assert load_config(copy.deepcopy(demo)).analysis["lape"]["filter_rate"] == 0.95
     demo["analysis"]["lape"] = {"filter_rate": 0, "activation_bar_ratio": 1.5}
     fails(demo, "analysis.lape.filter_rate", "analysis.lape.activation_bar_ratio")
+
+
+def test_key_neuron_methods(demo):
+    """Both methods by default; the paper's z-scores always (docs/method.md §9)."""
+    del demo["analysis"]["key_neuron_methods"]
+    default = load_config(copy.deepcopy(demo)).analysis["key_neuron_methods"]
+    assert default[0] == "zscore" and "lape" in default
+    demo["analysis"]["key_neuron_methods"] = ["zscore"]
+    assert load_config(copy.deepcopy(demo)).analysis["key_neuron_methods"] == ["zscore"]
+    message = "must list zscore (the paper's method, always computed) and each method once"
+    for bad in (["lape"], [], ["zscore", "lape", "lape"]):
+        demo["analysis"]["key_neuron_methods"] = bad
+        fails(demo, f"analysis.key_neuron_methods: {bad!r} {message}")
+    demo["analysis"]["key_neuron_methods"] = ["zscore", "LAPE"]
+    fails(demo, "analysis.key_neuron_methods.1: 'LAPE' is not one of ['zscore', 'lape']")
 
 
 def test_tokenizer_source_per_model(demo):

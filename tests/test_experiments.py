@@ -35,7 +35,9 @@ REVISION_STEP = re.compile(r"^(?:global_)?step(\d+)$")
 MODEL_WORK = (
     "extract_activations",
     "compute_metrics",
+    "select_key_neurons",
     "ablate_key_neurons",
+    "compare_key_neurons",
     "evaluate_xstorycloze",
 )
 
@@ -155,7 +157,7 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
         if "model" in j.wildcards and "checkpoint" in j.wildcards
     }
     assert planned == grid
-    # one group job per checkpoint holds its four model jobs (on a cluster: one SLURM
+    # one group job per checkpoint holds its model jobs (on a cluster: one SLURM
     # job, tests/test_slurm.py)
     groups: dict[str, set] = {}
     for j in parse_jobs(output):

@@ -5,7 +5,10 @@ to the config plans only the jobs that depend on it.
 - a model added: its training (toy models), its checkpoints' jobs, the aggregates;
 - a language added: the probe, every checkpoint's jobs (metrics compare all
   languages) but XStoryCloze (its languages are its own list), the new language's
-  own jobs, the aggregates; no other language's per-language jobs.
+  own jobs, the aggregates; no other language's per-language jobs;
+- LAPE removed from or added to analysis.key_neuron_methods, or its settings changed:
+  the LAPE selection, the ablation job that deactivates its regions, the comparison
+  and the aggregates; never the extraction, the metrics or XStoryCloze.
 
 "Aggregates" are jobs over several checkpoints (summaries, plots, the report): any
 job of the complete run whose outputs are neither a checkpoint's, nor data, nor
@@ -15,10 +18,12 @@ tests follow the rules as they grow. One real run (~40 s), then dry runs (~3 s e
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tiny_workflow import parse_jobs, tiny_config, write_config
 
@@ -245,9 +250,10 @@ def test_changing_how_a_model_is_loaded_reruns_its_jobs_not_its_training(workflo
 
 
 def test_changing_the_bootstrap_reruns_the_metrics_not_the_extraction(workflow):
-    """analysis.bootstrap is a parameter of compute_metrics alone.  The ablation reads
-    metrics.json and key_neurons.parquet, which the rerun rewrites, so it runs again
-    too (Snakemake's mtime trigger); extraction, evaluation and training do not."""
+    """analysis.bootstrap is a parameter of compute_metrics alone.  The ablation and the
+    methods' comparison read metrics.json and key_neurons.parquet, which the rerun
+    rewrites, so they run again too (Snakemake's mtime trigger); extraction, LAPE's
+    selection, evaluation and training do not."""
     workdir, run, _, aggregates = workflow
 
     def fewer_resamples(config):
@@ -258,4 +264,135 @@ def test_changing_the_bootstrap_reruns_the_metrics_not_the_extraction(workflow):
     assert {str(j) for j in jobs if j.rule == "compute_metrics"} == {
         str(j) for j in run if j.rule == "compute_metrics"
     }
-    assert rules - aggregates == {"compute_metrics", "ablate_key_neurons"}, sorted(rules)
+    assert rules - aggregates == {
+        "compute_metrics",
+        "ablate_key_neurons",
+        "compare_key_neurons",
+    }, sorted(rules)
+
+
+LAPE_RULES = {"select_key_neurons", "ablate_key_neurons", "compare_key_neurons"}
+
+
+def test_every_checkpoint_selects_deactivates_and_compares_lape(workflow):
+    """The tiny config's methods, zscore and lape: each checkpoint's LAPE regions are
+    what compute_lape finds on its store; the ablation job deactivates them after the
+    z-score regions, on its one model load; overlap.csv compares the two; the
+    summary has both methods for every checkpoint (docs/method.md §9)."""
+    from lingua_franca.comparison import overlap_table
+    from lingua_franca.lape import compute_lape
+
+    workdir, run, _, _ = workflow
+    config = tiny_config()
+    assert config["analysis"]["key_neuron_methods"] == ["zscore", "lape"]
+    folders = checkpoint_folders(workdir, run, "select_key_neurons")
+    assert folders == checkpoint_folders(workdir, run, "compute_metrics")
+    for folder in folders:
+        table = pd.read_parquet(folder / "methods" / "lape" / "key_neurons.parquet")
+        expected = compute_lape(folder / "activations.zarr", **config["analysis"]["lape"])
+        pd.testing.assert_frame_equal(table, expected.key_neurons())
+        ablation = json.loads((folder / "methods" / "lape" / "ablation.json").read_text())
+        assert ablation["method"] == "lape" and ablation["full_matches_reference"] is True
+        assert any(
+            c["kind"] == "language" and c["status"] == "evaluated" for c in ablation["conditions"]
+        ), ablation["conditions"]
+        model, checkpoint = folder.parts[-2:]
+        log = (workdir / "logs" / model / checkpoint / "ablate_key_neurons.log").read_text()
+        assert log.count("lingua_franca.pipeline: loading ") == 1
+        metrics = json.loads((folder / "metrics.json").read_text())
+        overlap = pd.read_csv(folder / "methods" / "overlap.csv", dtype={"layer": str})
+        expected_overlap = overlap_table(
+            {"zscore": pd.read_parquet(folder / "key_neurons.parquet"), "lape": table},
+            metrics["languages"],
+            [layer["width"] for layer in metrics["per_layer"]],
+        )
+        pd.testing.assert_frame_equal(overlap, expected_overlap, check_dtype=False)
+    summary = pd.read_csv(workdir / "results" / "summary" / "methods.csv")
+    assert set(zip(summary["checkpoint"], summary["method"])) == {
+        (folder.name, m) for folder in folders for m in ("zscore", "lape")
+    }
+
+
+def test_changing_the_lape_settings_reruns_only_lape_and_its_ablation(workflow):
+    workdir, run, _, aggregates = workflow
+
+    def keep_more(config):
+        config["analysis"]["lape"]["top_rate"] = 0.5
+
+    jobs = plan_after(workdir, keep_more)
+    assert {j.rule for j in jobs} - aggregates == LAPE_RULES
+    assert len([j for j in jobs if j.rule == "select_key_neurons"]) == len(
+        [j for j in run if j.rule == "select_key_neurons"]
+    )
+
+
+def test_removing_then_adding_lape_reruns_only_what_depends_on_it(workflow, tmp_path):
+    """Without LAPE, each checkpoint's ablation job runs again (it no longer writes the
+    LAPE tables) and the aggregate. With LAPE back, the ablation and the aggregate
+    again: the LAPE selections and comparisons left from before are still up to date.
+    Added to a run that never had them: the selection, the ablation, the comparison
+    and the aggregate. Never anything upstream: extraction, metrics, XStoryCloze."""
+    source, run, _, aggregates = workflow
+    workdir = tmp_path / "wf"
+    shutil.copytree(source, workdir, symlinks=True)  # keeps times and .snakemake
+
+    def zscore_only(config):
+        config["analysis"]["key_neuron_methods"] = ["zscore"]
+
+    jobs = plan_after(workdir, zscore_only)
+    assert {j.rule for j in jobs} - aggregates == {"ablate_key_neurons"}, sorted(map(str, jobs))
+    assert {str(j) for j in jobs if j.rule == "ablate_key_neurons"} == {
+        str(j) for j in run if j.rule == "ablate_key_neurons"
+    }
+    config = tiny_config()
+    zscore_only(config)
+    write_config(workdir, config)
+    snakemake(workdir)
+    assert "Nothing to be done" in snakemake(workdir, "-n")
+    summary = workdir / "results" / "summary"
+    assert not (summary / "methods.csv").exists()  # the aggregate's folder: current files only
+
+    write_config(workdir, tiny_config())  # LAPE back
+    jobs = [j for j in parse_jobs(snakemake(workdir, "-n")) if j.rule != "all"]
+    assert {j.rule for j in jobs} - aggregates == {"ablate_key_neurons"}, sorted(map(str, jobs))
+    for folder in (workdir / "results").glob("*/*/methods"):
+        shutil.rmtree(folder)  # as if LAPE had never run
+    jobs = [j for j in parse_jobs(snakemake(workdir, "-n")) if j.rule != "all"]
+    assert {j.rule for j in jobs} - aggregates == LAPE_RULES, sorted(map(str, jobs))
+
+
+def test_lape_on_a_store_written_before_activity_counts_stops_naming_the_fix(workflow, tmp_path):
+    """A store without activity counts (written before extraction counted them): the
+    LAPE job fails, its log saying to delete the store and extract again; the z-score
+    metrics still run on it."""
+    from lingua_franca.store import ActivationStore, StoreWriter
+
+    source, _, _, _ = workflow
+    workdir = tmp_path / "wf"
+    shutil.copytree(source, workdir, symlinks=True)
+    path = workdir / "results" / "toy-bloom" / "step-6" / "activations.zarr"
+    store = ActivationStore(path)
+    layers = [block for _, _, block in store.iter_blocks(block_width=10**9, dtype="float32")]
+    kept = {
+        key: value
+        for key, value in store.attrs.items()
+        if key not in ("languages", "items", "layers", "widths", "activity", "complete")
+    }
+    with StoreWriter(path, store.languages, store.items, store.widths, attrs=kept) as writer:
+        writer.write(layers)
+    assert not ActivationStore(path).has_activity
+    target = "results/toy-bloom/step-6/methods/lape/key_neurons.parquet"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", target],
+        cwd=workdir,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
+    assert result.returncode != 0
+    log = (workdir / "logs" / "toy-bloom" / "step-6" / "select_key_neurons_lape.log").read_text()
+    assert "no activity counts" in log and "Delete it and rerun the extraction" in log, log
+    assert not (workdir / target).exists()
+    snakemake(workdir, "results/toy-bloom/step-6/metrics.json")  # the z-scores still run

@@ -7,8 +7,9 @@ right sbatch flags (gpu=0: none).
 
 The real run (marker `slurm`): installs Debian's SLURM and munge, starts a one-node
 cluster on loopback (tests/slurm/cluster.sh), runs the tiny workflow through the toy
-training and the whole model work of two checkpoints (extraction, metrics, ablation,
-XStoryCloze: one sbatch job per checkpoint, rules/common.smk MODEL_WORK) as real sbatch
+training and the whole model work of two checkpoints (extraction, metrics, LAPE
+selection, ablation, the methods' comparison, XStoryCloze: one sbatch job per
+checkpoint, rules/common.smk MODEL_WORK) as real sbatch
 jobs, counts and checks the submissions and the outputs, and stops every daemon by
 its PID. Skipped, with the reason, only where
 the cluster cannot be set up (not root, no apt-get, a SLURM already configured).
@@ -213,14 +214,20 @@ rule slurm_retry:
         "echo job=$SLURM_JOB_ID mem_mb={resources.mem_mb} runtime={resources.runtime} > {output}"
 """
 CHECKPOINTS = ("step-0", "step-6")
-MODEL_WORK = (
+MODEL_WORK = (  # sorted, as Snakemake names a group job after its rules
     "ablate_key_neurons",
+    "compare_key_neurons",
     "compute_metrics",
     "evaluate_xstorycloze",
     "extract_activations",
+    "select_key_neurons",
 )
+# Snakemake's GroupJob.name: the group id and its first five rules, then "..."
+GROUP_RULES = "_".join([*MODEL_WORK[:5], "..."] if len(MODEL_WORK) > 5 else MODEL_WORK)
 TARGETS = [
-    *(f"results/toy-bloom/{c}/ablation.json" for c in CHECKPOINTS),  # the whole group
+    # the group's last jobs: the ablation and the methods' comparison
+    *(f"results/toy-bloom/{c}/ablation.json" for c in CHECKPOINTS),
+    *(f"results/toy-bloom/{c}/methods/overlap.csv" for c in CHECKPOINTS),
     "results/slurm/job_environment.json",
     "results/slurm/retry.txt",
 ]
@@ -316,15 +323,15 @@ def test_the_tiny_workflow_runs_as_sbatch_jobs(cluster, tmp_path):
         assert rule in calls, f"{rule} was not submitted: {sorted(calls)}"
     assert "slurm_job_environment" in calls
 
-    # one SLURM job per checkpoint's model work: its four jobs run in one allocation
+    # one SLURM job per checkpoint's model work: its jobs run in one allocation
     assert not set(MODEL_WORK) & set(calls), sorted(calls)
     groups = {name: c for name, c in calls.items() if name.startswith("model_work_")}
-    assert sorted(groups) == [
-        f"model_work_toy-bloom_{c}_{'_'.join(MODEL_WORK)}" for c in CHECKPOINTS
-    ], sorted(calls)
+    assert sorted(groups) == [f"model_work_toy-bloom_{c}_{GROUP_RULES}" for c in CHECKPOINTS], (
+        sorted(calls)
+    )
     assert all(len(c) == 1 for c in groups.values())  # submitted once each
     jobs = [j for j in parse_jobs(log) if j.rule in MODEL_WORK]
-    assert len(jobs) == 4 * len(CHECKPOINTS)
+    assert len(jobs) == len(MODEL_WORK) * len(CHECKPOINTS)
     for (call,) in groups.values():
         group = re.search(r"rule_(model_work_toy-bloom_step-\d+)_", call).group(1)
         members = [j for j in jobs if j.group == group]

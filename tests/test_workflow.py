@@ -29,6 +29,14 @@ def test_dry_run_plans_the_toy_models():
     jobs = job_counts(result.stdout + result.stderr)
     assert jobs["train_toy"] == 3
     assert jobs["train_tokenizer"] == 1
+    # both key-neuron methods for every checkpoint: LAPE's regions, their deactivation
+    # (in the ablation job) and the overlap with the z-score regions (docs/method.md §9)
+    demo = yaml.safe_load((ROOT / "workflow_config.yaml").read_text())
+    assert demo["analysis"]["key_neuron_methods"] == ["zscore", "lape"]
+    checkpoints = sum(len(m["checkpoints"]) for m in demo["models"].values())
+    for rule in ("compute_metrics", "select_key_neurons", "ablate_key_neurons"):
+        assert jobs[rule] == checkpoints, rule
+    assert jobs["compare_key_neurons"] == checkpoints
 
 
 @pytest.mark.parametrize(

@@ -410,6 +410,93 @@ def write_outputs(
     return summary
 
 
+# ------------------------------------------------------- further key-neuron methods
+
+
+@dataclass(frozen=True)
+class MethodAblationFiles(OutputFiles):
+    """What the ablation writes for a further key-neuron method (docs/method.md §9): the
+    deactivation table of its regions, as for the z-score regions, without generations."""
+
+    perplexity: Path = field(metadata={"suffix": ".csv"})
+    seeds: Path = field(metadata={"suffix": ".csv"})
+    increase: Path = field(metadata={"suffix": ".csv"})
+    conditions: Path = field(metadata={"suffix": ".csv"})
+    heatmap: Path = field(metadata={"suffix": ".png"})
+    summary: Path = field(metadata={"suffix": ".json"})  # its ablation.json
+
+
+def compute_method_ablation(
+    model: nn.Module,
+    tokenizer,
+    key_neurons: pd.DataFrame,
+    widths: Sequence[int],
+    texts: Mapping[str, str],
+    languages: Sequence[str],
+    *,
+    method: str,
+    reference: AblationResult | None = None,
+    **settings,
+) -> AblationResult:
+    """The deactivation table of a further method's regions (``key_neurons``: its
+    language, layer, neuron rows) on the model already loaded: ``compute_ablation``
+    (``settings``: its keywords) without generations, so every rule of docs/method.md §5
+    holds for it.  Its random baseline follows §5's rule on its own regions.  The full
+    model is measured again: with ``reference`` (the z-score run on the same model) a
+    full-model perplexity that is not bitwise the same is warned about, and
+    ``full_matches_reference`` says which."""
+    result = compute_ablation(
+        model,
+        tokenizer,
+        key_neurons,
+        widths,
+        texts,
+        {},
+        languages,
+        prompts_per_language=0,
+        **settings,
+    )
+    summary = {key: value for key, value in result.summary.items() if key != "generation"}
+    summary["method"] = method
+    if reference is not None:
+        same = bool(reference.perplexity["full"].equals(result.perplexity["full"]))
+        summary["full_matches_reference"] = same
+        if not same:
+            warnings.warn(f"{method}: the full model's perplexities differ from the first run's")
+    result.summary = summary
+    return result
+
+
+def write_method_outputs(
+    result: AblationResult, files: MethodAblationFiles, extra: Mapping | None = None
+) -> dict:
+    """Write every file of ``files``; ``extra`` (provenance) is added to its ablation.json.
+    Returns the ablation.json content."""
+    from lingua_franca.plots import plot_ppl_increase
+
+    files.make_folders()
+    result.perplexity.to_csv(files.perplexity)
+    result.random_seeds.to_csv(files.seeds)
+    result.increase.to_csv(files.increase)
+    result.conditions.to_csv(files.conditions)
+    ppl = result.perplexity
+    plot_ppl_increase(
+        result.increase,
+        result.conditions,
+        files.heatmap,
+        random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
+        title=f"Perplexity increase after deactivating {result.summary.get('method')} regions "
+        f"(random {result.summary['random_fraction']:.0%})",
+    )
+    summary = {
+        **result.summary,
+        "files": [path.name for path in files.paths().values()],
+        **(extra or {}),
+    }
+    files.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return summary
+
+
 def _chosen_prompts(tokenizer, prompts, languages, prompts_per_language) -> dict[str, list[dict]]:
     """The first ``prompts_per_language`` prompts of each language that has any, as
     {"item", "text"} records; a prompt without tokens is an error."""

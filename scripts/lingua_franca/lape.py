@@ -7,7 +7,9 @@ extraction stores beside the means (``n_tokens``, ``active/layer_NNN``):
   p_l(k), token-weighted, as an (L, K) float64 array;
 * ``lape_from_probabilities`` takes the entropies, the two global thresholds (the
   k-th smallest of all L·K probabilities) and the selection;
-* ``compute_lape`` is both, from a store.
+* ``compute_lape`` is both, from a store;
+* ``key_neurons`` is ``compute_lape`` as the registry of key-neuron methods calls it
+  (:mod:`lingua_franca.methods`): the regions as a table with the LAPE in ``score``.
 
 Memory: the thresholds need every p of every layer, so the whole (L, K) array is kept
 (9 languages × BLOOM-7b1's 491,520 neurons: 35 MB) plus one partitioned copy of it;
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lingua_franca.methods import KeyNeurons
 from lingua_franca.store import ActivationStore, StoreError
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "LapeResult",
     "activation_probabilities",
     "compute_lape",
+    "key_neurons",
     "kth_smallest",
     "lape_entropy",
     "lape_from_probabilities",
@@ -294,4 +298,20 @@ def compute_lape(
         activation_bar_ratio=activation_bar_ratio,
         tokens=tokens,
         layer_names=store.layers,
+    )
+
+
+def key_neurons(
+    store: ActivationStore | str | os.PathLike, *, block_width: int = 4096, **settings: float
+) -> KeyNeurons:
+    """The LAPE regions of ``store`` for the registry (:mod:`lingua_franca.methods`):
+    ``compute_lape``'s table (language, layer, neuron, score = LAPE, p) and summary."""
+    result = compute_lape(store, block_width=block_width, **settings)
+    return KeyNeurons(
+        "lape",
+        result.key_neurons(),
+        result.languages,
+        result.layer_names,
+        result.widths,
+        summary=result.summary(),
     )

@@ -188,15 +188,27 @@ def ablate(
     seeds: list[int],
     max_new_tokens: int,
     prompts_per_language: int,
+    methods: dict[str, str | Path] | None = None,
 ) -> None:
     """metrics.json and key neurons + perplexity texts → perplexity under every
     deactivation, the increase table and heatmap, generations. One model load serves
-    all conditions."""
+    all conditions, and the further key-neuron methods' regions too: ``methods`` maps
+    each to its key_neurons.parquet, and its files are the named outputs
+    ``methods_<file>``, lists in the order of ``methods`` (docs/method.md §9)."""
     import pandas as pd
 
-    from lingua_franca.ablation import AblationFiles, compute_ablation, write_outputs
+    from lingua_franca.ablation import (
+        AblationFiles,
+        compute_ablation,
+        compute_method_ablation,
+        write_method_outputs,
+        write_outputs,
+    )
 
-    files = AblationFiles.of(outputs)
+    methods = dict(methods or {})
+    files = AblationFiles.of({k: v for k, v in outputs.items() if not k.startswith(METHODS_)})
+    method_files = _method_files(outputs, list(methods))
+    method_tables = {name: pd.read_parquet(path) for name, path in methods.items()}
     summary = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
     key_neurons = pd.read_parquet(key_neurons_path)
     widths = [layer["width"] for layer in summary["per_layer"]]
@@ -219,8 +231,29 @@ def ablate(
         neuron_module=settings["neuron_module"],
         label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
     )
+    further = {
+        name: compute_method_ablation(
+            model,
+            tokenizer,
+            table,
+            widths,
+            evaluation_texts,
+            languages,
+            method=name,
+            reference=result,
+            seqlen=seqlen or settings["context_length"],
+            batch_size=batch_size,
+            seeds=seeds,
+            neuron_module=settings["neuron_module"],
+            label=f"model {settings['model']}, checkpoint {settings['checkpoint']}, {name} regions",
+        )
+        for name, table in method_tables.items()
+    }
     fingerprint = summary.get("provenance", {}).get("weights_fingerprint")
-    write_outputs(result, files, extra=_provenance(settings, weights_fingerprint=fingerprint))
+    extra = _provenance(settings, weights_fingerprint=fingerprint)
+    write_outputs(result, files, extra=extra)
+    for name, method_result in further.items():
+        write_method_outputs(method_result, method_files[name], extra=extra)
     log.info(
         "ablation of %s @ %s written to %s",
         settings["model"],
@@ -229,19 +262,98 @@ def ablate(
     )
 
 
+METHODS_ = "methods_"  # the ablation rule's outputs of the further key-neuron methods
+
+
+def _method_files(outputs: dict[str, Any], methods: list[str]) -> dict[str, Any]:
+    """{method: MethodAblationFiles} from the named outputs ``methods_<file>``, each a
+    list with one path per method, in the order of ``methods``."""
+    from lingua_franca.ablation import MethodAblationFiles
+
+    lists = {
+        k.removeprefix(METHODS_): list(v) for k, v in outputs.items() if k.startswith(METHODS_)
+    }
+    wrong = {kind: len(paths) for kind, paths in lists.items() if len(paths) != len(methods)}
+    if wrong or (methods and not lists):
+        raise ValueError(
+            f"the ablation's outputs {sorted(METHODS_ + k for k in lists)} must hold one "
+            f"file per key-neuron method {methods}: {wrong or 'none given'}"
+        )
+    return {
+        name: MethodAblationFiles.of({kind: paths[i] for kind, paths in lists.items()})
+        for i, name in enumerate(methods)
+    }
+
+
+def select_key_neurons(
+    method: str,
+    store_path: str | Path,
+    outputs: dict[str, str | Path],
+    *,
+    settings: dict[str, Any],
+    block_width: int,
+) -> None:
+    """activations.zarr → a further method's regions (key_neurons.parquet, counts per
+    language and per layer, selection.json; docs/method.md §9). A store written before
+    extraction counted activity stops LAPE here, saying to re-extract it."""
+    from lingua_franca.methods import SelectionFiles, select
+    from lingua_franca.store import ActivationStore
+
+    files = SelectionFiles.of(outputs)
+    store = ActivationStore(store_path)
+    selection = select(method, store, settings, block_width)
+    source = store.attrs.get("source", {})
+    provenance = {key: store.attrs.get(key) for key in ("weights_fingerprint", "config_hash")}
+    selection.write(files, extra={"settings": settings, "source": source, "provenance": provenance})
+    log.info(
+        "%s @ %s: %s regions, %d neurons over %d languages",
+        source.get("model", "?"),
+        source.get("checkpoint", "?"),
+        method,
+        len(selection.table),
+        len(selection.languages),
+    )
+
+
+def compare_key_neurons(
+    metrics_path: str | Path,
+    tables: dict[str, str | Path],
+    outputs: dict[str, str | Path],
+) -> None:
+    """Each method's key_neurons.parquet ({method: path}, the paper's first) →
+    overlap.csv and its figure (docs/method.md §9). metrics.json gives the languages,
+    the layer widths and the checkpoint's name."""
+    import pandas as pd
+
+    from lingua_franca.comparison import OverlapFiles, overlap_table, write_overlap
+
+    files = OverlapFiles.of(outputs)
+    summary = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    widths = [layer["width"] for layer in summary["per_layer"]]
+    frames = {name: pd.read_parquet(path) for name, path in tables.items()}
+    overlap = overlap_table(frames, summary["languages"], widths)
+    source = summary.get("source", {})
+    title = f"{source.get('model', '?')} @ {source.get('checkpoint', '?')}: key-neuron methods"
+    write_overlap(overlap, files, title=title)
+
+
 def aggregate(
     checkpoints: list[dict[str, Any]],
     inputs: dict[str, list[str | Path]],
     outputs: list[str | Path],
+    methods: list[str] | None = None,
 ) -> None:
     """Per-checkpoint results → CSV tables, figures across checkpoints and scales, and
     summary.html (the main tables, for the report). ``checkpoints``: each one's
     identity (Config.identity); ``inputs``: kind (metrics, xstorycloze, ablation) ->
     one file per checkpoint, in the same order; ``outputs``: every file the rule
-    declares, in one folder of their own."""
+    declares, in one folder of their own. ``methods``: the key-neuron methods, the
+    paper's first; with further ones, ``inputs`` also holds ``overlap`` (one per
+    checkpoint) and ``methods_ablation`` (per checkpoint, one per further method)."""
     import pandas as pd
 
     from lingua_franca.aggregate import SUMMARY_PAGE, checkpoint_records, write_summary
+    from lingua_franca.comparison import write_method_summary
 
     by_name = {Path(p).name: Path(p) for p in outputs}
     folders = {path.parent for path in by_name.values()}
@@ -250,9 +362,25 @@ def aggregate(
             f"the summary's outputs must be distinct names in one folder, {SUMMARY_PAGE}"
             f" among them: {[str(p) for p in outputs]}"
         )
-    paths = write_summary(checkpoint_records(checkpoints, **inputs), by_name)
+    inputs = dict(inputs)
+    overlap, methods_ablation = inputs.pop("overlap", []), inputs.pop("methods_ablation", [])
+    records = checkpoint_records(checkpoints, **inputs)
+    paths = write_summary(records, by_name)
+    methods = list(methods or ["zscore"])
+    further = methods[1:]
+    if further:
+        if len(overlap) != len(records) or len(methods_ablation) != len(records) * len(further):
+            raise ValueError(
+                f"{len(overlap)} overlap and {len(methods_ablation)} method ablation files "
+                f"for {len(records)} checkpoints × methods {further}"
+            )
+        for i, record in enumerate(records):
+            record["overlap"] = overlap[i]
+            per = methods_ablation[i * len(further) : (i + 1) * len(further)]
+            record["methods_ablation"] = dict(zip(further, per))
+        paths.update(write_method_summary(records, methods, by_name))
     sections = []
-    for name in ("metrics", "xstorycloze"):
+    for name in ("metrics", "xstorycloze", "methods")[: 3 if further else 2]:
         table = pd.read_csv(paths[f"{name}.csv"])
         html = table.to_html(index=False, na_rep="—", float_format="{:.4g}".format)
         sections.append(f"<h2>{name}.csv</h2>\n{html}")
