@@ -2,6 +2,8 @@
 # model, with each language's key neurons zeroed, and with random neurons zeroed;
 # the percent-increase table and heatmap; greedy generations of every prompt language
 # under the full model and every language's deactivation (paper Appendix A).
+# Every window's NLL is kept; with analysis.bootstrap.resamples > 0 each increase gets
+# a paired bootstrap interval over the windows (docs/method.md §10).
 
 
 rule ablate_key_neurons:
@@ -15,6 +17,8 @@ rule ablate_key_neurons:
         perplexity=checkpoint_report("results/{model}/{checkpoint}/perplexity.csv"),
         seeds="results/{model}/{checkpoint}/perplexity_random_seeds.csv",
         increase="results/{model}/{checkpoint}/ppl_increase.csv",
+        increase_ci="results/{model}/{checkpoint}/ppl_increase_ci.csv",
+        window_nll="results/{model}/{checkpoint}/window_nll.parquet",
         conditions="results/{model}/{checkpoint}/conditions.csv",
         heatmap=checkpoint_report("results/{model}/{checkpoint}/ppl_increase.png"),
         generations="results/{model}/{checkpoint}/generations.jsonl",
@@ -41,5 +45,6 @@ rule ablate_key_neurons:
         batch_size=CFG.analysis["batch_size"],
         seeds=CFG.analysis["random_baseline_seeds"],
         generation=CFG.analysis["generation"],
+        bootstrap=CFG.analysis["bootstrap"],
     script:
         "../scripts/ablate_key_neurons.py"

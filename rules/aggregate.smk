@@ -1,6 +1,8 @@
 # Every model × checkpoint → one table (metrics.csv, duplicated weights flagged), the
 # figures across checkpoints and scales, and the summary page of the report. The input
-# lists and params.checkpoints follow the config's grid in the same order.
+# lists and params.checkpoints follow the config's grid in the same order. Each
+# checkpoint's resampled metrics (same item draws) give the step-to-step changes
+# their paired intervals (changes.csv).
 
 
 rule aggregate:
@@ -8,6 +10,7 @@ rule aggregate:
         metrics=per_checkpoint(rules.compute_metrics.output.summary),
         xstorycloze=per_checkpoint(rules.evaluate_xstorycloze.output[0]),
         ablation=per_checkpoint(rules.ablate_key_neurons.output.summary),
+        bootstrap=per_checkpoint(rules.compute_metrics.output.bootstrap),
     output:
         summary_outputs("results/summary/{name}"),
     log:
@@ -20,5 +23,6 @@ rule aggregate:
         runtime=30,
     params:
         checkpoints=CHECKPOINTS,  # in the order of each input list
+        bootstrap=CFG.analysis["bootstrap"],  # for the captions: what the intervals are
     script:
         "../scripts/aggregate.py"

@@ -21,4 +21,5 @@ with log_to(snakemake.log[0]):
         seeds=snakemake.params.seeds,
         max_new_tokens=snakemake.params.generation["max_new_tokens"],
         prompts_per_language=snakemake.params.generation["prompts_per_language"],
+        bootstrap=snakemake.params.bootstrap,
     )

@@ -6,6 +6,9 @@ from lingua_franca.pipeline import aggregate
 with log_to(snakemake.log[0]):
     aggregate(
         snakemake.params.checkpoints,
-        {kind: list(snakemake.input[kind]) for kind in ("metrics", "xstorycloze", "ablation")},
+        {
+            kind: list(snakemake.input[kind])
+            for kind in ("metrics", "xstorycloze", "ablation", "bootstrap")
+        },
         list(snakemake.output),
     )

@@ -188,13 +188,16 @@ def ablate(
     seeds: list[int],
     max_new_tokens: int,
     prompts_per_language: int,
+    bootstrap: dict[str, Any] | None = None,
 ) -> None:
     """metrics.json and key neurons + perplexity texts → perplexity under every
-    deactivation, the increase table and heatmap, generations. One model load serves
-    all conditions."""
+    deactivation, the increase table and heatmap, generations; with ``bootstrap``
+    (analysis.bootstrap) each increase's interval (docs/method.md §10). One model
+    load serves all conditions."""
     import pandas as pd
 
     from lingua_franca.ablation import AblationFiles, compute_ablation, write_outputs
+    from lingua_franca.bootstrap import BootstrapSettings
 
     files = AblationFiles.of(outputs)
     summary = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
@@ -218,6 +221,7 @@ def ablate(
         prompts_per_language=prompts_per_language,
         neuron_module=settings["neuron_module"],
         label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
+        bootstrap=BootstrapSettings(**bootstrap) if bootstrap else None,
     )
     fingerprint = summary.get("provenance", {}).get("weights_fingerprint")
     write_outputs(result, files, extra=_provenance(settings, weights_fingerprint=fingerprint))
@@ -252,7 +256,7 @@ def aggregate(
         )
     paths = write_summary(checkpoint_records(checkpoints, **inputs), by_name)
     sections = []
-    for name in ("metrics", "xstorycloze"):
+    for name in ("metrics", "changes", "xstorycloze"):
         table = pd.read_csv(paths[f"{name}.csv"])
         html = table.to_html(index=False, na_rep="—", float_format="{:.4g}".format)
         sections.append(f"<h2>{name}.csv</h2>\n{html}")

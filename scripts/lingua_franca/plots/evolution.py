@@ -11,6 +11,10 @@ each file before it knows the results and a report links to all of them.
 * ``plot_scale`` — Fig. 7 and 10, LRDS, SADS, SKLR fraction, accuracy against size
 * ``plot_key_layers`` — Fig. 5, key neurons per layer, one line per checkpoint
 * ``plot_key_languages`` — Fig. 6, key neurons per language, bars per checkpoint
+
+Where a table has a value's interval (columns ``<value>_lo`` and ``<value>_hi``;
+``key_neurons_ci_lo``/``_hi`` for key-neuron counts; docs/method.md §10), the figure
+draws it: a band along a line, a bar on a point or a bar chart.
 """
 
 from __future__ import annotations
@@ -64,6 +68,36 @@ def _names(rows: pd.DataFrame) -> str:
     return ", ".join(f"{m}/{c}" for m, c in rows[["model", "checkpoint"]].itertuples(index=False))
 
 
+def _interval(rows: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) of ``column`` from its ``_lo``/``_hi`` columns (key-neuron counts:
+    ``key_neurons_ci_lo``/``_hi``), or None when the table has none or all are missing."""
+    name = "key_neurons_ci" if column == "key_neurons" else column
+    if f"{name}_lo" not in rows or f"{name}_hi" not in rows:
+        return None
+    lo, hi = _values(rows[f"{name}_lo"]), _values(rows[f"{name}_hi"])
+    return (lo, hi) if np.isfinite(lo).any() else None
+
+
+def _band(ax, x, rows: pd.DataFrame, column: str, colour) -> bool:
+    """Shade ``column``'s interval along x; whether there was one to shade."""
+    bounds = _interval(rows, column)
+    if bounds is not None:
+        ax.fill_between(np.asarray(x, dtype=float), *bounds, color=colour, alpha=0.18, lw=0)
+    return bounds is not None
+
+
+def _bars(ax, x, rows: pd.DataFrame, column: str, colour) -> bool:
+    """A vertical bar from lo to hi at each x (a percentile interval need not hold
+    the point, so no error-bar lengths); whether there were any."""
+    bounds = _interval(rows, column)
+    if bounds is not None:
+        ax.vlines(np.asarray(x, dtype=float), *bounds, color=colour, linewidth=1.5, alpha=0.7)
+    return bounds is not None
+
+
+INTERVAL_NOTE = "shaded / bars: bootstrap intervals over probe items (metrics.json ci)"
+
+
 def _legend(ax, twin, **kwargs) -> None:
     handles, labels = ax.get_legend_handles_labels()
     more_handles, more_labels = twin.get_legend_handles_labels()
@@ -96,9 +130,11 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
         (right, "sads", "C2", "-", "SADS"),
         (right2, "cross_acc_mean", "C3", "--", "cross-lingual accuracy (non-English mean)"),
     )
+    shaded = False
     for i, (model, rows) in enumerate(stepped.groupby("model", sort=False)):
         suffix = f" — {model}" if many_models else ""
         for ax, column, colour, style, label in panels:
+            shaded |= _band(ax, rows["_x"], rows, column, colour)
             ax.plot(
                 rows["_x"],
                 _values(rows[column]),
@@ -126,7 +162,8 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
     )
     fig.suptitle(f"{family}: {status}" if family else status)
     unplaced = metrics[metrics["step"].isna()]
-    notes = [f"no training step, not shown: {_names(unplaced)}"] if len(unplaced) else []
+    notes = [INTERVAL_NOTE] if shaded else []
+    notes += [f"no training step, not shown: {_names(unplaced)}"] if len(unplaced) else []
     notes += [
         f"same weights: {m}/{c} = {d}"
         for m, c, d in metrics.dropna(subset=["duplicate_of"])[
@@ -159,8 +196,10 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
     rows = last.assign(_x=_values(last["parameters"])).dropna(subset=["_x"]).sort_values("_x")
     fig = _figure(15, 3.8)
     axes = fig.subplots(1, len(SCALE_PANELS), sharex=True)  # a null score leaves no gap in x
+    barred = False
     for ax, (column, label) in zip(axes, SCALE_PANELS):
         y = _values(rows[column])
+        barred |= _bars(ax, rows["_x"], rows, column, "C0")
         ax.plot(rows["_x"], y, marker="o", label="cross-lingual")
         if column == "cross_acc_mean":
             ax.plot(
@@ -196,6 +235,7 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
     )
     fig.suptitle(f"{family}: {status}" if family else status)
     notes = [f"points: {_names(rows)}"] if len(rows) else []
+    notes += [INTERVAL_NOTE] if barred else []
     missing = last[last["parameters"].isna()]
     notes += [f"no parameter count, not shown: {_names(missing)}"] if len(missing) else []
     _footer(fig, notes)
@@ -213,8 +253,10 @@ def plot_key_layers(per_layer: pd.DataFrame, path: str | os.PathLike, model: str
     checkpoints = _checkpoints_in_order(per_layer)
     fig = _figure(7, 4)
     ax = fig.add_subplot()
+    shaded = False
     for colour, checkpoint in zip(_progress_colours(len(checkpoints)), checkpoints):
         rows = per_layer[per_layer["checkpoint"] == checkpoint].sort_values("layer")
+        shaded |= _band(ax, _values(rows["layer"]), rows, "key_neurons", colour)
         ax.plot(
             _values(rows["layer"]),
             _values(rows["key_neurons"]),
@@ -234,6 +276,8 @@ def plot_key_layers(per_layer: pd.DataFrame, path: str | os.PathLike, model: str
         _note(ax, "no key neurons" if checkpoints else "no data")
     status = "key neurons per layer" + ("" if len(checkpoints) > 1 else " (one checkpoint only)")
     ax.set_title(f"{model}: {status}" if model else status)
+    if shaded:
+        ax.set_xlabel(f"layer\n{INTERVAL_NOTE}")
     _save(fig, path)
 
 
@@ -251,17 +295,15 @@ def plot_key_languages(
     width = 0.8 / max(len(checkpoints), 1)
     fig = _figure(max(6.0, 0.25 * len(languages) * max(len(checkpoints), 2) + 3), 4)
     ax = fig.add_subplot()
+    barred = False
     for i, (colour, checkpoint) in enumerate(zip(_progress_colours(len(checkpoints)), checkpoints)):
-        counts = (
-            per_language[per_language["checkpoint"] == checkpoint]
-            .set_index("language")["key_neurons"]
-            .reindex(languages)
-        )
-        ax.bar(
-            x - 0.4 + width * (i + 0.5), _values(counts), width, color=colour, label=str(checkpoint)
-        )
+        rows = per_language[per_language["checkpoint"] == checkpoint].set_index("language")
+        rows = rows.reindex(languages)
+        centres = x - 0.4 + width * (i + 0.5)
+        ax.bar(centres, _values(rows["key_neurons"]), width, color=colour, label=str(checkpoint))
+        barred |= _bars(ax, centres, rows, "key_neurons", "black")
     ax.set_xticks(x, languages)
-    ax.set_xlabel("language")
+    ax.set_xlabel(f"language\n{INTERVAL_NOTE}" if barred else "language")
     ax.set_ylabel("key neurons")
     if checkpoints:
         ax.legend(title="checkpoint", fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
