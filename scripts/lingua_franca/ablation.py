@@ -715,6 +715,7 @@ DEFINITIONS = {
     "ci": "paired percentile bootstrap over each language's perplexity windows (the same "
     "resampled windows for the full model and every condition): intervals in ppl_increase_ci.csv; "
     "diagonal_dominates when the own cell's lower bound exceeds every rival cell's upper bound",
+    "ci_status": CI_STATUS,  # the status column of ppl_increase_ci.csv
     "generation": "greedy, exactly max_new_tokens new tokens, no stop at end-of-sequence "
     "(first_eos: where the first one came); every condition but random × every prompt language",
 }
