@@ -134,7 +134,9 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
     for i, (model, rows) in enumerate(stepped.groupby("model", sort=False)):
         suffix = f" — {model}" if many_models else ""
         for ax, column, colour, style, label in panels:
-            shaded |= _band(ax, rows["_x"], rows, column, colour)
+            # a band needs two points: a model's lone checkpoint gets a bar
+            draw = _band if len(rows) > 1 else _bars
+            shaded |= draw(ax, rows["_x"], rows, column, colour)
             ax.plot(
                 rows["_x"],
                 _values(rows[column]),
