@@ -5,6 +5,8 @@
 # The same job, on the same loaded model, deactivates the regions of every further
 # key-neuron method (LAPE; rules/methods.smk) and writes their tables under
 # methods/<name>/ (lists in the order of FURTHER_METHODS).
+# Every window's NLL is kept; with analysis.bootstrap.resamples > 0 each increase gets
+# a paired bootstrap interval over the windows (docs/method.md §10).
 
 
 rule ablate_key_neurons:
@@ -26,6 +28,8 @@ rule ablate_key_neurons:
         perplexity=checkpoint_report("results/{model}/{checkpoint}/perplexity.csv"),
         seeds="results/{model}/{checkpoint}/perplexity_random_seeds.csv",
         increase="results/{model}/{checkpoint}/ppl_increase.csv",
+        increase_ci="results/{model}/{checkpoint}/ppl_increase_ci.csv",
+        window_nll="results/{model}/{checkpoint}/window_nll.parquet",
         conditions="results/{model}/{checkpoint}/conditions.csv",
         heatmap=checkpoint_report("results/{model}/{checkpoint}/ppl_increase.png"),
         generations="results/{model}/{checkpoint}/generations.jsonl",
@@ -46,6 +50,14 @@ rule ablate_key_neurons:
         ),
         methods_increase=expand(
             "results/{{model}}/{{checkpoint}}/methods/{method}/ppl_increase.csv",
+            method=FURTHER_METHODS,
+        ),
+        methods_increase_ci=expand(
+            "results/{{model}}/{{checkpoint}}/methods/{method}/ppl_increase_ci.csv",
+            method=FURTHER_METHODS,
+        ),
+        methods_window_nll=expand(
+            "results/{{model}}/{{checkpoint}}/methods/{method}/window_nll.parquet",
             method=FURTHER_METHODS,
         ),
         methods_conditions=expand(
@@ -83,5 +95,6 @@ rule ablate_key_neurons:
         seeds=CFG.analysis["random_baseline_seeds"],
         generation=CFG.analysis["generation"],
         methods=FURTHER_METHODS,  # in the order of input.methods and output.methods_*
+        bootstrap=CFG.analysis["bootstrap"],
     script:
         "../scripts/ablate_key_neurons.py"

@@ -1,6 +1,8 @@
 # Every model × checkpoint → one table (metrics.csv, duplicated weights flagged), the
 # figures across checkpoints and scales, and the summary page of the report. The input
-# lists and params.checkpoints follow the config's grid in the same order.
+# lists and params.checkpoints follow the config's grid in the same order. Each
+# checkpoint's resampled metrics (same item draws) give the step-to-step changes
+# their paired intervals (changes.csv).
 
 
 rule aggregate:
@@ -17,6 +19,7 @@ rule aggregate:
         methods_ablation=per_checkpoint_and_method(
             rules.ablate_key_neurons.output.methods_summary
         ),
+        bootstrap=per_checkpoint(rules.compute_metrics.output.bootstrap),
     output:
         summary_outputs("results/summary/{name}"),
     log:
@@ -30,5 +33,6 @@ rule aggregate:
     params:
         checkpoints=CHECKPOINTS,  # in the order of each input list
         methods=[PAPER_METHOD, *FURTHER_METHODS],
+        bootstrap=CFG.analysis["bootstrap"],  # for the captions: what the intervals are
     script:
         "../scripts/aggregate.py"

@@ -3,6 +3,8 @@
 # Streams blocks of neurons: memory grows with samples × block width, not with K.
 # With analysis.bootstrap.resamples > 0 the same pass gives every metric's interval
 # (docs/method.md §10); its matrix products use a GPU when analysis.device is one.
+# metrics_bootstrap.npz keeps every resample's values: the aggregate differences two
+# checkpoints' resamples (same draws) for the intervals of step-to-step changes.
 
 
 BOOTSTRAP = CFG.analysis["bootstrap"]["resamples"] > 0
@@ -24,6 +26,7 @@ rule compute_metrics:
         per_language=checkpoint_report(
             "results/{model}/{checkpoint}/key_neurons_per_language.png"
         ),
+        bootstrap="results/{model}/{checkpoint}/metrics_bootstrap.npz",
     log:
         "logs/{model}/{checkpoint}/compute_metrics.log",
     group:

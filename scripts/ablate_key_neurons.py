@@ -22,4 +22,5 @@ with log_to(snakemake.log[0]):
         max_new_tokens=snakemake.params.generation["max_new_tokens"],
         prompts_per_language=snakemake.params.generation["prompts_per_language"],
         methods=dict(zip(snakemake.params.methods, snakemake.input.methods)),
+        bootstrap=snakemake.params.bootstrap,
     )

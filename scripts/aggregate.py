@@ -8,7 +8,14 @@ with log_to(snakemake.log[0]):
         snakemake.params.checkpoints,
         {
             kind: list(snakemake.input[kind])
-            for kind in ("metrics", "xstorycloze", "ablation", "overlap", "methods_ablation")
+            for kind in (
+                "metrics",
+                "xstorycloze",
+                "ablation",
+                "bootstrap",
+                "overlap",
+                "methods_ablation",
+            )
         },
         list(snakemake.output),
         methods=snakemake.params.methods,

@@ -14,17 +14,23 @@ from lingua_franca.ablation import (
     AblationFiles,
     NonFinitePerplexityError,
     compute_ablation,
+    contains_zero,
     diagonal_summary,
+    increase_intervals,
+    interval_summary,
     perplexity,
+    perplexity_from_nlls,
     ppl_increase,
     random_fraction,
     random_neurons,
     regions_by_language,
+    window_nlls,
     windows,
     write_outputs,
 )
 from lingua_franca.activations import tokenize
 from lingua_franca.architectures import decoder_layers, zero_neurons
+from lingua_franca.bootstrap import BootstrapSettings, draw_items, draw_windows
 from lingua_franca.plots import plot_ppl_increase
 
 LANGS = ["en", "de", "fr"]
@@ -436,3 +442,269 @@ def test_heatmap_with_empty_column(tmp_path):
     plot_ppl_increase(inc, cond, tmp_path / "h.png", random_sd=pd.Series([1.0, 2.0]))
     data = (tmp_path / "h.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+# ------------------------------------------------------------ intervals (docs/method.md §10)
+
+T = SEQLEN - 1  # tokens each window predicts
+LANG_KEYS = [("en", None), ("de", None)]  # the language conditions of fabricated NLLs
+
+
+def tables_from(nll, seeds, languages):
+    """perplexity and increase tables from fabricated window NLLs, as compute_ablation
+    builds them: {(condition, seed): {language: (W,) NLLs}}."""
+    ppl = {
+        key: {lang: perplexity_from_nlls(v, T) for lang, v in d.items()} for key, d in nll.items()
+    }
+    table = pd.DataFrame({"full": ppl["full", None]})
+    table["random"] = np.mean([pd.Series(ppl["random", s]) for s in seeds], axis=0)
+    for lang in languages:
+        table[lang] = pd.Series(ppl[lang, None]) if (lang, None) in ppl else np.nan
+    return ppl_increase(table, ["random", *languages])
+
+
+def cell(table, lang, condition):
+    return table[(table["language"] == lang) & (table["condition"] == condition)].iloc[0]
+
+
+@pytest.mark.parametrize("arch", ["llama", "bloom"])
+def test_window_nlls_sum_to_the_perplexity_exactly(arch, tokenizer):
+    """The kept per-window NLLs, summed in window order, give exactly the perplexity
+    as it was computed before they were kept: one running float64 total over rows."""
+    model = tiny_model(arch)
+    w = lang_windows(tokenizer, "en")
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(w), BATCH):
+            ids = w[start : start + BATCH]
+            for row, x in zip(model(input_ids=ids, use_cache=False).logits, ids):
+                total += torch.nn.functional.cross_entropy(
+                    row[:-1].float(), x[1:], reduction="sum"
+                ).item()
+    before = math.exp(total / (len(w) * T))
+    nlls = window_nlls(model, w, BATCH)
+    assert nlls.dtype == np.float64 and nlls.shape == (len(w),) and len(w) > 2
+    running = 0.0
+    for value in nlls:
+        running += value
+    assert running == total
+    assert perplexity_from_nlls(nlls, T) == perplexity(model, w, BATCH) == before
+
+
+def test_paired_window_interval_against_a_hand_computation():
+    """Every cell's interval: the percentiles of (PPL_c / PPL_full − 1) · 100 over
+    resamples built one by one, each drawing windows with replacement and using the
+    SAME windows for the full model and the condition (the random column: the mean of
+    its seeds' perplexities)."""
+    rng = np.random.default_rng(1)
+    n_windows, seeds, settings = {"en": 9, "de": 5}, [0, 1], BootstrapSettings(300, 0.9, 4)
+    nll = {key: {} for key in [("full", None), ("random", 0), ("random", 1), *LANG_KEYS]}
+    for lang, count in n_windows.items():
+        full = rng.uniform(20, 30, count)
+        nll["full", None][lang] = full
+        for s in seeds:
+            nll["random", s][lang] = full + rng.normal(0.4, 1, count)
+        for key in LANG_KEYS:
+            nll[key][lang] = full + rng.normal(3 if key[0] == lang else 0.3, 1, count)
+    increase = tables_from(nll, seeds, ["en", "de", "fr"])
+    table, cells = increase_intervals(nll, increase, T, seeds, settings)
+    assert list(table.columns) == ["language", "condition", "lo", "hi", "status"]
+    assert len(table) == 2 * 4  # evaluated language × (random, en, de, fr)
+
+    for lang, count in n_windows.items():
+        draws = draw_windows(count, 300, 4)
+        for condition in ("random", "en", "de"):
+            values = []
+            for drawn in draws:
+
+                def ppl(x, drawn=drawn, count=count):
+                    return math.exp(sum(x[d] for d in drawn) / (count * T))
+
+                full = ppl(nll["full", None][lang])
+                if condition == "random":
+                    other = np.mean([ppl(nll["random", s][lang]) for s in seeds])
+                else:
+                    other = ppl(nll[condition, None][lang])
+                values.append((other / full - 1) * 100)
+            row = cell(table, lang, condition)
+            assert row["status"] == "interval"
+            expected = np.quantile(values, [0.05, 0.95])
+            assert [row["lo"], row["hi"]] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+            np.testing.assert_allclose(cells[lang, condition], values, rtol=1e-9, atol=1e-9)
+        no_region = cell(table, lang, "fr")
+        assert no_region["status"] == "no key neurons" and np.isnan(no_region["lo"])
+    # the windows' draws depend on (seed, W, B) only, and are not the probe items'
+    np.testing.assert_array_equal(draw_windows(9, 300, 4), draw_windows(9, 300, 4))
+    assert not np.array_equal(draw_windows(9, 300, 4), draw_items(9, 300, 4))
+
+
+def test_zero_width_intervals_where_nothing_can_vary():
+    """A condition identical to the full model: 0 in every resample.  Every window
+    shifted by the same NLL: the same increase in every resample.  A single window:
+    every resample draws it."""
+    rng = np.random.default_rng(2)
+    full = rng.uniform(20, 30, 6)
+    nll = {
+        ("full", None): {"en": full, "de": full[:1]},
+        ("random", 0): {"en": full.copy(), "de": full[:1] + 2.0},
+        ("en", None): {"en": full + 1.4, "de": full[:1] + 5.0},
+        ("de", None): {"en": full + rng.normal(0, 1, 6), "de": full[:1] + 0.1},
+    }
+    increase = tables_from(nll, [0], ["en", "de"])
+    table, _ = increase_intervals(nll, increase, T, [0], BootstrapSettings(200, 0.95, 0))
+    same = cell(table, "en", "random")
+    assert same["lo"] == same["hi"] == 0 and increase.at["en", "random"] == 0
+    shifted = cell(table, "en", "en")
+    assert shifted["lo"] == pytest.approx(shifted["hi"], rel=1e-12)
+    assert shifted["lo"] == pytest.approx(math.expm1(1.4 / T) * 100, rel=1e-12)
+    assert shifted["lo"] == pytest.approx(increase.at["en", "en"], rel=1e-9)
+    varies = cell(table, "en", "de")
+    assert varies["hi"] - varies["lo"] > 1  # random shifts do vary
+    for condition in ("random", "en", "de"):
+        one = cell(table, "de", condition)
+        assert one["lo"] == pytest.approx(one["hi"], rel=1e-12)
+        assert one["lo"] == pytest.approx(increase.at["de", condition], rel=1e-9)
+    marks = contains_zero(table, increase)
+    assert marks.to_dict() == {
+        "random": {"en": True, "de": False},
+        "en": {"en": False, "de": False},
+        "de": {"en": bool(varies["lo"] <= 0 <= varies["hi"]), "de": False},
+    }
+
+
+def test_cells_without_an_interval_say_why():
+    full = np.full(4, 20.0)
+    huge = np.full(4, 800.0 * T)  # mean NLL 800 per token: exp overflows
+    nll = {
+        ("full", None): {"en": full, "de": huge},
+        ("random", 0): {"en": full + 1, "de": huge},
+        ("en", None): {"en": huge, "de": huge},
+    }
+    increase = tables_from(nll, [0], ["en", "de"])
+    assert np.isinf(increase.at["en", "en"]) and increase.loc["de"].isna().all()
+    table, cells = increase_intervals(nll, increase, T, [0], BootstrapSettings(50))
+    statuses = {(r.language, r.condition): r.status for r in table.itertuples()}
+    assert statuses == {
+        ("en", "random"): "interval",
+        ("en", "en"): "overflow",
+        ("en", "de"): "no key neurons",
+        ("de", "random"): "full model overflowed",
+        ("de", "en"): "full model overflowed",
+        ("de", "de"): "no key neurons",
+    }
+    assert set(cells) == {("en", "random")}
+    assert (
+        table.set_index(["language", "condition"])
+        .drop(("en", "random"))[["lo", "hi"]]
+        .isna()
+        .all()
+        .all()
+    )
+    off, _ = increase_intervals(nll, increase, T, [0], BootstrapSettings(0))
+    assert (
+        off.loc[off["status"] != "interval", "status"].tolist()
+        == table["status"].replace("interval", "no bootstrap").tolist()
+    )
+    assert off["lo"].isna().all()
+
+
+def test_dominance_by_the_interval_rule():
+    """Own cell's lower bound above every rival's upper bound; null without an own
+    region, without a rival, or when a compared cell has no interval."""
+    rng = np.random.default_rng(3)
+    langs = ["en", "de", "fr", "sw"]
+    centre = {  # (row, condition): (mean, spread) of the resampled increases
+        ("en", "en"): (15, 1),
+        ("en", "de"): (5, 1),
+        ("en", "fr"): (3, 1),
+        ("de", "de"): (20, 6),  # point above en's, interval overlapping it
+        ("de", "en"): (8, 3),
+        ("de", "fr"): (1, 1),
+        ("fr", "en"): (2, 1),
+        ("fr", "de"): (2, 1),
+        ("sw", "en"): (1, 1),
+        ("sw", "de"): (1, 1),
+        ("sw", "fr"): (1, 1),
+    }
+    cells = {key: rng.normal(m, sd, 400) for key, (m, sd) in centre.items()}
+    increase = pd.DataFrame(np.nan, index=langs, columns=["en", "de", "fr"])
+    for (row, condition), (mean, _) in centre.items():
+        increase.at[row, condition] = mean
+    increase.at["fr", "fr"] = np.inf  # an overflow: no interval
+    rows = []
+    for (row, condition), values in cells.items():
+        lo, hi = np.quantile(values, [0.025, 0.975])
+        rows.append({"language": row, "condition": condition, "lo": lo, "hi": hi})
+    table = pd.DataFrame(rows)
+    settings = BootstrapSettings(400, 0.95, 0)
+    ci = interval_summary(table, cells, increase, ["en", "de", "fr"], settings)
+    bounds = table.set_index(["language", "condition"])
+    assert bounds.at[("de", "de"), "lo"] < bounds.at[("de", "en"), "hi"]  # the overlap
+    assert ci["diagonal_dominates"] == {"en": True, "de": False, "fr": None, "sw": None}
+    assert diagonal_summary(increase, ["en", "de", "fr"])["diagonal_dominates"]["de"] is True
+    assert ci["diagonal_dominates_all"] is False
+    assert {k: ci[k] for k in ("level", "resamples", "seed", "unit", "paired")} == {
+        "level": 0.95,
+        "resamples": 400,
+        "seed": 0,
+        "unit": "window",
+        "paired": True,
+    }
+    diag = np.mean([cells["en", "en"], cells["de", "de"]], axis=0)  # fr's own overflowed
+    assert ci["mean_diagonal_increase"] == pytest.approx(np.quantile(diag, [0.025, 0.975]))
+    off = np.mean([v for (r, c), v in cells.items() if r != c], axis=0)
+    assert ci["mean_off_diagonal_increase"] == pytest.approx(np.quantile(off, [0.025, 0.975]))
+
+
+def test_ablation_keeps_window_nlls_and_writes_intervals(tokenizer, tmp_path):
+    """window_nll.parquet sums to perplexity.csv exactly, for every condition and seed;
+    ppl_increase_ci.csv has a row per cell; ablation.json says what the intervals are.
+    A region whose output columns are zero changes nothing: its increase is exactly 0
+    and so is its interval."""
+    model = tiny_model("llama")
+    widths = widths_of(model, "llama")
+    with torch.no_grad():
+        decoder_layers(model)[1][1].mlp.down_proj.weight[:, [4, 9]] = 0
+    key = key_table([("en", 0, i) for i in range(6)] + [("de", 1, 2), ("fr", 1, 4), ("fr", 1, 9)])
+    settings = BootstrapSettings(resamples=60, level=0.9, seed=2)
+    summary = run(model, tokenizer, key, widths, tmp_path, seeds=[0, 1], bootstrap=settings)
+    out = files(tmp_path)
+    assert sorted(tmp_path.iterdir()) == sorted(out.paths().values())
+    ppl = pd.read_csv(out.perplexity, index_col="language")
+    seeds = pd.read_csv(out.seeds, index_col="language")
+    nll = pd.read_parquet(out.window_nll)
+    assert list(nll.columns) == ["condition", "seed", "language", "window", "nll", "tokens"]
+    assert (nll["tokens"] == T).all() and nll["nll"].dtype == np.float64
+    assert nll.loc[nll["condition"] == "random", "seed"].notna().all()
+    assert nll.loc[nll["condition"] != "random", "seed"].isna().all()
+    groups = nll.groupby(["condition", "seed", "language"], dropna=False, sort=False)
+    assert len(groups) == (1 + 2 + 3) * len(LANGS)
+    for (condition, seed, lang), rows in groups:
+        assert rows["window"].tolist() == list(range(len(lang_windows(tokenizer, lang))))
+        value = perplexity_from_nlls(rows["nll"].tolist(), T)
+        if condition == "random":
+            assert value == seeds.at[lang, f"seed_{seed}"]
+        else:
+            assert value == ppl.at[lang, condition]
+    assert (ppl["fr"] == ppl["full"]).all()  # zeroing neurons without output changes nothing
+
+    ci = pd.read_csv(out.increase_ci)
+    assert len(ci) == len(LANGS) * 4 and (ci["status"] == "interval").all()
+    assert (ci["lo"] <= ci["hi"]).all()
+    zero = ci[ci["condition"] == "fr"]
+    assert (zero["lo"] == 0).all() and (zero["hi"] == 0).all()
+    assert summary["ci"]["resamples"] == 60 and summary["ci"]["unit"] == "window"
+    assert set(summary["ci"]["diagonal_dominates"]) == set(LANGS)
+    assert summary["ci"]["diagonal_dominates"]["fr"] is False  # 0 never dominates
+    assert json.loads(out.summary.read_text())["ci"] == summary["ci"]
+
+
+def test_no_resamples_no_intervals(tokenizer, tmp_path):
+    model = tiny_model("bloom")
+    key = key_table([("de", 0, 5), ("en", 1, 3)])
+    settings = BootstrapSettings(resamples=0)
+    summary = run(model, tokenizer, key, widths_of(model, "bloom"), tmp_path, bootstrap=settings)
+    assert "ci" not in summary
+    ci = pd.read_csv(files(tmp_path).increase_ci)
+    assert ci["lo"].isna().all()
+    assert set(ci["status"]) == {"no bootstrap", "no key neurons"}

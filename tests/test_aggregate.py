@@ -5,7 +5,9 @@ same weights fingerprint: a published duplicate); ``sz`` is two sizes, the small
 one with a single checkpoint that has no training step, no configured parameter
 count and a null LRDS.  XStoryCloze has no French, one checkpoint lacks Chinese
 cross-lingual data, one has Spanish stories too (outside the probe languages), and one
-checkpoint has no XStoryCloze file at all.
+checkpoint has no XStoryCloze file at all.  The ``evo`` checkpoints carry bootstrap
+intervals (metrics.json ``ci``) and their resampled values (metrics_bootstrap.npz,
+the same draws for all three).
 """
 
 import json
@@ -25,9 +27,36 @@ from lingua_franca.aggregate import (
 from lingua_franca.plots import evolution as plots_evolution
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-RESULT_FILES = ("metrics", "xstorycloze", "ablation")  # a record's files
+RESULT_FILES = ("metrics", "xstorycloze", "ablation", "bootstrap")  # a record's files
 LANGS = ["en", "zh", "fr"]
 WIDTH = 8  # two layers of 8 neurons: K = 16
+
+
+def fake_ci(lrds, sads, counts):
+    """metrics.json's ``ci``, each interval a fixed distance around its value."""
+    counts = np.asarray(counts)
+    return {
+        "level": 0.9,
+        "resamples": 50,
+        "seed": 0,
+        "unit": "item",
+        "lrds": [lrds - 0.01, lrds + 0.02],
+        "sads": [sads - 0.005, sads + 0.005],
+        "sklr": [int(counts.sum()) - 2, int(counts.sum()) + 1.5],
+        "key_neurons_per_language": {
+            lang: [int(c) - 1, int(c) + 0.5] for lang, c in zip(LANGS, counts.sum(axis=0))
+        },
+        "region_stability": dict(zip(LANGS, [0.9, 0.75, 1.0])),
+        "per_layer": [
+            {
+                "layer": m,
+                "lrds": [0.1 * m - 0.05, 0.1 * m + 0.05],
+                "sads": None,
+                "key_neurons": [int(row.sum()) - 1.5, int(row.sum()) + 1],
+            }
+            for m, row in enumerate(counts)
+        ],
+    }
 
 
 def fake_metrics(model, checkpoint, counts, lrds, sads, fingerprint, n_parameters=None):
@@ -166,6 +195,31 @@ GRID = [
 ]
 
 
+def fake_resamples(model, checkpoint, lrds, sads, sklr, seed):
+    """metrics_bootstrap.npz: 50 resamples of 4 items, the same draws for every checkpoint."""
+    from lingua_franca.bootstrap import draw_items
+
+    rng = np.random.default_rng(seed)
+    return {
+        "resamples": np.int64(50),
+        "level": np.float64(0.9),
+        "seed": np.int64(0),
+        "draws": draw_items(4, 50, 0),
+        "items": np.array(["a", "b", "c", "d"]),
+        "lrds": rng.normal(lrds, 0.01, 50),
+        "sads": rng.normal(sads, 0.02, 50),
+        "sklr": rng.integers(sklr - 3, sklr + 3, 50).astype(float),
+        "model": np.array(model),
+        "checkpoint": np.array(checkpoint),
+    }
+
+
+def write_npz(path, arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
 def write_json(path, obj):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
@@ -179,9 +233,10 @@ def fabricated(tmp_path_factory):
     for model, family, ckpt, step, params, fp, lrds, sads, counts, cross, mono in GRID:
         folder = tmp_path / "results" / model / ckpt
         measured = 5_000_000 if params is None else int(params)
-        write_json(
-            folder / "metrics.json", fake_metrics(model, ckpt, counts, lrds, sads, fp, measured)
-        )
+        doc = fake_metrics(model, ckpt, counts, lrds, sads, fp, measured)
+        if family == "evo":
+            doc["ci"] = fake_ci(lrds, sads, counts)
+        write_json(folder / "metrics.json", doc)
         record = {
             "model": model,
             "family": family,
@@ -191,6 +246,16 @@ def fabricated(tmp_path_factory):
             "revision": None,
             "metrics": folder / "metrics.json",
         }
+        if family == "evo":  # step-300 has step-200's weights: the same resampled values
+            record["bootstrap"] = folder / "metrics_bootstrap.npz"
+            seed = 200 if ckpt == "step-300" else step
+            write_npz(
+                record["bootstrap"],
+                {
+                    **fake_resamples(model, ckpt, lrds, sads, int(np.sum(counts)), seed),
+                    "checkpoint": np.array(ckpt),
+                },
+            )
         if cross is not None:
             write_json(folder / "xstorycloze.json", fake_xstorycloze(model, ckpt, cross, mono))
             record["xstorycloze"] = folder / "xstorycloze.json"
@@ -201,6 +266,11 @@ def fabricated(tmp_path_factory):
                     "diagonal_dominates": {"en": True, "zh": False, "fr": None},
                     "mean_diagonal_increase": 12.5,
                     "mean_off_diagonal_increase": 1.5,
+                    "ci": {
+                        "diagonal_dominates": {"en": False, "zh": False, "fr": None},
+                        "mean_diagonal_increase": [9.0, 16.0],
+                        "mean_off_diagonal_increase": None,
+                    },
                     "source": {"model": model, "checkpoint": ckpt},
                 },
             )
@@ -267,6 +337,24 @@ def test_metrics_csv(summary):
     assert ablated[["ppl_diagonal_increase", "ppl_off_diagonal_increase"]].tolist() == [12.5, 1.5]
     assert ablated["diagonal_dominates"] == "1/2"
     assert np.isnan(evo100["ppl_diagonal_increase"])
+    # with intervals: the interval rule's count, the mean's interval; none where absent
+    assert ablated["diagonal_dominates_ci"] == "0/2"
+    assert ablated[["ppl_diagonal_increase_lo", "ppl_diagonal_increase_hi"]].tolist() == [9, 16]
+    assert np.isnan(ablated["ppl_off_diagonal_increase_lo"])
+    assert np.isnan(evo100["diagonal_dominates_ci"])
+
+
+def test_metrics_csv_interval_columns(summary):
+    m = read(summary[0], "metrics")
+    evo100 = m.loc[("evo-1b", "step-100")]
+    assert evo100[["lrds_lo", "lrds_hi"]].tolist() == pytest.approx([0.29, 0.32])
+    assert evo100[["sads_lo", "sads_hi"]].tolist() == pytest.approx([0.045, 0.055])
+    assert evo100[["sklr_lo", "sklr_hi"]].tolist() == [10, 13.5]  # not rounded
+    assert evo100[["sklr_fraction_lo", "sklr_fraction_hi"]].tolist() == [10 / 16, 13.5 / 16]
+    columns = list(m.columns)
+    assert columns.index("lrds_lo") == columns.index("lrds") + 1  # beside their value
+    no_ci = m.loc[("sz-s", "main")]
+    assert no_ci[["lrds_lo", "sads_hi", "sklr_lo", "sklr_fraction_hi"]].isna().all()
 
 
 def test_duplicate_fingerprints(summary):
@@ -287,6 +375,17 @@ def test_long_tables(summary):
     evo = langs.loc[("evo-1b", "step-100")].set_index("language")
     assert evo["key_neurons"].to_dict() == {"en": 5, "zh": 4, "fr": 3}
     assert evo.loc["en", "key_fraction"] == pytest.approx(5 / 16)
+    # intervals: per language and per layer, counts' bounds not rounded
+    assert evo.loc["en", ["key_neurons_ci_lo", "key_neurons_ci_hi"]].tolist() == [4, 5.5]
+    assert evo["region_stability"].to_dict() == {"en": 0.9, "zh": 0.75, "fr": 1.0}
+    assert row[["key_neurons_ci_lo", "key_neurons_ci_hi", "lrds_lo", "lrds_hi"]].tolist() == [
+        4.5,
+        7,
+        -0.05,
+        0.05,
+    ]
+    assert np.isnan(row["sads_lo"])
+    assert layers.loc[("sz-s", "main"), "key_neurons_ci_lo"].isna().all()
 
     xsc = read(outdir, "xstorycloze")
     assert len(xsc) == (4 + 4 * 3) * 2  # checkpoints with a file × languages × kinds
@@ -320,6 +419,8 @@ def test_every_promised_file_is_written(summary):
         data = Path(name).read_bytes()
         if name.endswith(".png"):
             assert data[:8] == PNG_MAGIC and len(data) > 2000, name
+        elif name.endswith("changes.csv"):
+            assert data.startswith(b"model,from,to,metric,change,lo,hi,outside_noise\n")
         else:
             assert data.startswith(b"model,family,checkpoint,step,"), name
 
@@ -331,6 +432,7 @@ def test_summary_names_from_the_grid_alone():
         "key_neurons_per_layer.csv",
         "key_neurons_per_language.csv",
         "xstorycloze.csv",
+        "changes.csv",
         "evolution_fam_x.png",
         "scale_fam_x.png",
         "key_layers_org_m_1.png",
@@ -413,3 +515,91 @@ def test_the_aggregate_wants_its_outputs_in_one_folder(fabricated, tmp_path):
     with pytest.raises(ValueError, match="in one folder"):
         aggregate_job(records, {"metrics": [r["metrics"] for r in records]}, outputs)
     assert not any(tmp_path.iterdir())
+
+
+def test_step_changes_against_a_hand_computation(summary, fabricated):
+    """Each change between consecutive checkpoints of a model, with the percentiles of
+    the differences of the two checkpoints' resampled values, resample by resample."""
+    changes = pd.read_csv(summary[0] / "changes.csv")
+    assert list(changes.columns) == aggregate.CHANGE_COLUMNS
+    pairs = list(dict.fromkeys(zip(changes["model"], changes["from"], changes["to"])))
+    assert pairs == [
+        ("evo-1b", "step-100", "step-200"),
+        ("evo-1b", "step-200", "step-300"),
+        ("sz-m", "step-10", "step-20"),  # sz-s has one checkpoint: no change
+    ]
+    by_name = {r["checkpoint"]: r for r in fabricated if r["model"] == "evo-1b"}
+    metrics = read(summary[0], "metrics").loc["evo-1b"]
+    for _, before, after in pairs[:2]:
+        with np.load(by_name[before]["bootstrap"]) as a, np.load(by_name[after]["bootstrap"]) as b:
+            for metric in ("lrds", "sads", "sklr"):
+                diffs = [b[metric][i] - a[metric][i] for i in range(50)]
+                lo, hi = np.quantile(diffs, [0.05, 0.95])
+                row = changes[(changes["from"] == before) & (changes["metric"] == metric)].iloc[0]
+                change = metrics.loc[after, metric] - metrics.loc[before, metric]
+                assert row["change"] == pytest.approx(change)
+                assert [row["lo"], row["hi"]] == pytest.approx([lo, hi])
+                assert row["outside_noise"] == (not lo <= 0 <= hi)
+    lrds = changes[(changes["from"] == "step-100") & (changes["metric"] == "lrds")].iloc[0]
+    assert lrds["outside_noise"] and lrds["hi"] < 0  # -0.1 against a spread of ~0.01
+    same = changes[changes["from"] == "step-200"]  # identical weights, identical resamples
+    assert (same["lo"] == 0).all() and (same["hi"] == 0).all() and not same["outside_noise"].any()
+    no_resamples = changes[changes["model"] == "sz-m"]
+    assert no_resamples[["lo", "hi", "outside_noise"]].isna().all().all()
+    assert no_resamples.set_index("metric").loc["lrds", "change"] == pytest.approx(-0.1)
+
+
+def test_changes_refuse_resamples_drawn_differently(records, tmp_path):
+    evo = [dict(r) for r in records if r["model"] == "evo-1b"]
+    with np.load(evo[1]["bootstrap"]) as data:
+        arrays = dict(data)
+    other = tmp_path / "other.npz"
+    write_npz(other, {**arrays, "draws": arrays["draws"][::-1]})
+    evo[1]["bootstrap"] = other
+    metrics = collect_tables(evo)["metrics"]
+    with pytest.raises(ValueError, match="resampled differently"):
+        aggregate.step_changes(evo, metrics)
+    evo[1]["bootstrap"] = evo[0]["bootstrap"]  # another checkpoint's file
+    with pytest.raises(ValueError, match="is for checkpoint 'step-100', not 'step-200'"):
+        aggregate.step_changes(evo, metrics)
+
+
+def test_a_hindi_count_is_not_an_interval(tmp_path):
+    """key_neurons_hi is Hindi's count (an integer); a count's bounds are key_neurons_ci_*."""
+    doc = fake_metrics("m", "c", [[3, 1, 2]], 0.2, 0.1, None)
+    doc["languages"] = ["hi", "lo", "en"]
+    doc["per_layer"][0]["key_neurons_per_language"] = {"hi": 3, "lo": 1, "en": 2}
+    doc["ci"] = {"per_layer": [{"layer": 0, "key_neurons": [4.5, 7.0]}]}
+    write_json(tmp_path / "metrics.json", doc)
+    record = {
+        "model": "m",
+        "family": "f",
+        "checkpoint": "c",
+        "step": 1,
+        "metrics": tmp_path / "metrics.json",
+    }
+    layer = collect_tables([record])["key_neurons_per_layer"].iloc[0]
+    assert (layer["key_neurons_hi"], layer["key_neurons_lo"]) == (3, 1)
+    assert (layer["key_neurons_ci_lo"], layer["key_neurons_ci_hi"]) == (4.5, 7.0)
+
+
+def test_figures_draw_the_intervals(records, tmp_path):
+    """Every figure across checkpoints and scales changes when its intervals are
+    dropped from the tables: they are drawn."""
+    tables = collect_tables(records)
+    evo = {name: table[table["family"] == "evo"] for name, table in tables.items()}
+
+    def without(table):
+        return table.drop(columns=[c for c in table if c.endswith(("_lo", "_hi"))])
+
+    figures = [
+        (plots_evolution.plot_evolution, evo["metrics"]),
+        (plots_evolution.plot_scale, last_checkpoints(tables["metrics"])),
+        (plots_evolution.plot_key_layers, evo["key_neurons_per_layer"]),
+        (plots_evolution.plot_key_languages, evo["key_neurons_per_language"]),
+    ]
+    for i, (draw, table) in enumerate(figures):
+        draw(table, tmp_path / f"{i}-ci.png")
+        draw(without(table), tmp_path / f"{i}-plain.png")
+        with_ci, plain = ((tmp_path / f"{i}-{k}.png").read_bytes() for k in ("ci", "plain"))
+        assert with_ci[:8] == PNG_MAGIC and with_ci != plain, draw.__name__

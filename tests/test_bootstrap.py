@@ -325,3 +325,76 @@ def test_identical_languages_have_no_key_neurons_in_any_resample(tmp_path, dtype
     )
     assert result.sklr == 0 and result.bootstrap.key_counts.sum() == 0
     assert result.summary()["ci"]["sklr"] == [0, 0]
+
+
+def test_metrics_bootstrap_npz_keeps_every_resample(store, tmp_path):
+    """Plain arrays, read back without pickle: every resample's values and the draws."""
+    settings = BS.BootstrapSettings(resamples=20, level=0.8, seed=6)
+    result = M.compute_metrics(store, z_threshold=1.5, bootstrap=settings)
+    files = M.MetricsFiles.in_folder(tmp_path / "out")
+    M.write_outputs(result, files, extra={"source": {"model": "m", "checkpoint": "c"}})
+    boot = result.bootstrap
+    with np.load(files.bootstrap, allow_pickle=False) as data:
+        saved = {name: data[name] for name in data.files}
+    assert (int(saved["resamples"]), float(saved["level"]), int(saved["seed"])) == (20, 0.8, 6)
+    assert (str(saved["model"]), str(saved["checkpoint"])) == ("m", "c")
+    assert saved["items"].tolist() == ITEMS and saved["languages"].tolist() == LANGS
+    np.testing.assert_array_equal(saved["draws"], boot.draws)
+    for name, values in {
+        "lrds": boot.lrds,
+        "sads": boot.sads,
+        "sklr": boot.sklr,
+        "layer_lrds": boot.layer_lrds,
+        "layer_sads": boot.layer_sads,
+        "key_per_layer": boot.key_per_layer,
+        "key_per_language": boot.key_per_language,
+    }.items():
+        np.testing.assert_array_equal(saved[name], values, err_msg=name)
+        assert saved[name].dtype == np.float64 and len(saved[name]) == 20
+    # without resamples: the items, and resamples = 0
+    off = M.compute_metrics(store, z_threshold=1.5, bootstrap=BS.BootstrapSettings(resamples=0))
+    M.write_outputs(off, files)
+    with np.load(files.bootstrap, allow_pickle=False) as data:
+        assert int(data["resamples"]) == 0 and data["items"].tolist() == ITEMS
+
+
+def test_step_changes_are_paired_against_a_slow_bootstrap(tmp_path):
+    """Two checkpoints (different activations, the same probe) are resampled with the
+    same draws; the interval of a change is the percentile interval of the
+    resample-by-resample differences of the slow bootstrap's values."""
+    from lingua_franca.aggregate import collect_tables, step_changes
+
+    settings = BS.BootstrapSettings(resamples=30, level=0.9, seed=8)
+    records, slow = [], []
+    for step, seed in ((100, 3), (200, 9)):
+        layers, langs, items = synthetic_activations(LANGS, ITEMS, WIDTHS, seed=seed)
+        store = write_activation_store(tmp_path / f"s{step}.zarr", layers, langs, items)
+        result = M.compute_metrics(store, z_threshold=1.5, bootstrap=settings)
+        files = M.MetricsFiles.in_folder(tmp_path / f"step-{step}")
+        source = {"model": "m", "checkpoint": f"step-{step}"}
+        M.write_outputs(result, files, extra={"source": source})
+        records.append(
+            {
+                **source,
+                "family": "f",
+                "step": step,
+                "metrics": files.summary,
+                "bootstrap": files.bootstrap,
+            }
+        )
+        slow.append(slow_bootstrap(layers, langs, items, result.bootstrap.draws, 1.5))
+        np.testing.assert_array_equal(result.bootstrap.draws, BS.draw_items(len(ITEMS), 30, 8))
+    changes = step_changes(records, collect_tables(records)["metrics"]).set_index("metric")
+    for metric, values in (
+        ("lrds", [s["lrds"] for s in slow]),
+        ("sads", [s["sads"] for s in slow]),
+        ("sklr", [s["counts"].sum(axis=(1, 2)) for s in slow]),
+    ):
+        diffs = [values[1][b] - values[0][b] for b in range(30)]
+        lo, hi = np.quantile(diffs, [0.05, 0.95])
+        row = changes.loc[metric]
+        assert (row["from"], row["to"]) == ("step-100", "step-200")
+        assert [row["lo"], row["hi"]] == pytest.approx([lo, hi], abs=1e-12)
+        assert row["outside_noise"] == (not lo <= 0 <= hi)
+        summary = [json.loads(r["metrics"].read_text()) for r in records]
+        assert row["change"] == pytest.approx(summary[1][metric] - summary[0][metric])

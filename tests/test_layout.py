@@ -47,7 +47,7 @@ def test_a_writer_takes_exactly_its_rules_named_outputs(tmp_path):
     renamed = {**{k: v for k, v in outputs.items() if k != "summary"}, "json": "m.json"}
     with pytest.raises(ValueError, match=r"missing \['summary'\], unknown \['json'\]"):
         MetricsFiles.of(renamed)
-    assert len(set(AblationFiles.in_folder(tmp_path).paths().values())) == 8
+    assert len(set(AblationFiles.in_folder(tmp_path).paths().values())) == 10
 
 
 def test_json_numbers_are_finite_or_null():

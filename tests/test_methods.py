@@ -19,6 +19,7 @@ from helpers import (
 )
 from lingua_franca import lape, pipeline, zscore
 from lingua_franca.ablation import compute_ablation, random_fraction
+from lingua_franca.bootstrap import BootstrapSettings
 from lingua_franca.comparison import (
     ANY_LANGUAGE,
     OVERLAP_COLUMNS,
@@ -294,6 +295,8 @@ def test_one_ablation_job_deactivates_every_methods_regions_on_one_model_load(
             ("perplexity", ".csv"),
             ("seeds", "_seeds.csv"),
             ("increase", "_increase.csv"),
+            ("increase_ci", "_increase_ci.csv"),
+            ("window_nll", "_window_nll.parquet"),
             ("conditions", "_conditions.csv"),
             ("heatmap", ".png"),
             ("generations", ".jsonl"),
@@ -301,8 +304,9 @@ def test_one_ablation_job_deactivates_every_methods_regions_on_one_model_load(
             ("summary", ".json"),
         ]
     }
-    kinds = ["perplexity", "seeds", "increase", "conditions", "heatmap", "summary"]
-    suffix = {"heatmap": ".png", "summary": ".json"}
+    kinds = ["perplexity", "seeds", "increase", "increase_ci", "window_nll"]
+    kinds += ["conditions", "heatmap", "summary"]
+    suffix = {"heatmap": ".png", "summary": ".json", "window_nll": ".parquet"}
     further = {
         f"methods_{kind}": [tmp_path / "methods" / "lape" / f"{kind}{suffix.get(kind, '.csv')}"]
         for kind in kinds
@@ -320,6 +324,7 @@ def test_one_ablation_job_deactivates_every_methods_regions_on_one_model_load(
         "context_length": None,
     }
     common = {"seqlen": 8, "batch_size": 3, "seeds": [0, 1]}
+    bootstrap = {"resamples": 50, "level": 0.9, "seed": 3}
     pipeline.ablate(
         settings,
         tmp_path / "metrics.json",
@@ -332,6 +337,7 @@ def test_one_ablation_job_deactivates_every_methods_regions_on_one_model_load(
         max_new_tokens=3,
         prompts_per_language=1,
         methods={"lape": tmp_path / "lape.parquet"},
+        bootstrap=bootstrap,
         **common,
     )
     assert loads == ["step-1"]  # one model load served both methods
@@ -366,12 +372,19 @@ def test_one_ablation_job_deactivates_every_methods_regions_on_one_model_load(
         ABLATE_LANGS,
         prompts_per_language=0,
         progress=False,
+        bootstrap=BootstrapSettings(**bootstrap),
         **common,
     )
     pd.testing.assert_frame_equal(lape_ppl, direct.perplexity, check_names=False)
     increase = pd.read_csv(files["methods_increase"], index_col=0)
     pd.testing.assert_frame_equal(increase, direct.increase, check_names=False)
     assert summary["diagonal_dominates"] == direct.summary["diagonal_dominates"]
+    # its increases get their intervals as the z-score ones do (docs/method.md §10)
+    intervals = pd.read_csv(files["methods_increase_ci"])
+    pd.testing.assert_frame_equal(intervals, direct.increase_ci, check_dtype=False)
+    assert summary["ci"] == direct.summary["ci"] and summary["ci"]["resamples"] == 50
+    nll = pd.read_parquet(files["methods_window_nll"])
+    pd.testing.assert_frame_equal(nll, direct.window_nll)
 
 
 def test_the_method_files_must_match_the_methods():
@@ -441,9 +454,17 @@ def method_records(tmp_path):
                 "methods_ablation": {
                     "lape": write_json(
                         folder / "lape.json",
-                        fake_ablation(
-                            model, checkpoint, {"en": 1, "fr": 1}, 5.0, 2.0, {"en": True}, 0.02
-                        ),
+                        {
+                            **fake_ablation(
+                                model, checkpoint, {"en": 1, "fr": 1}, 5.0, 2.0, {"en": True}, 0.02
+                            ),
+                            # its intervals (docs/method.md §10), as the z-score one has them
+                            "ci": {
+                                "mean_diagonal_increase": [4.0, 6.5],
+                                "mean_off_diagonal_increase": [1.5, 2.5],
+                                "diagonal_dominates": {"en": False},
+                            },
+                        },
                     )
                 },
                 "overlap": folder / "overlap.csv",
@@ -476,6 +497,10 @@ def test_the_method_summary_across_checkpoints(method_records, tmp_path):
     assert math.isnan(first.jaccard_zscore)
     second = table.iloc[1]
     assert (second.method, second.key_neurons, second.diagonal_dominates) == ("lape", 2, "1/1")
+    # the intervals' columns, as in metrics.csv: the z-score rows here have none
+    assert (second.ppl_diagonal_increase_lo, second.ppl_diagonal_increase_hi) == (4.0, 6.5)
+    assert second.ppl_off_diagonal_increase_lo == 1.5 and second.diagonal_dominates_ci == "0/1"
+    assert math.isnan(first.ppl_diagonal_increase_lo) and pd.isna(first.diagonal_dominates_ci)
     # checkpoint 0: z {0, 1} ∪ {4 + 0}, lape {1} ∪ {4 + 2}: any language 1 of 4 neurons
     assert math.isclose(second.jaccard_zscore, 1 / 4)
     # en: {0,1} vs {1}: 1/2; fr: {4} vs {6}: 0

@@ -15,6 +15,11 @@ its last ``seqlen - 1`` tokens; PPL = exp(total NLL / predicted tokens).  A NaN
 perplexity stops the job (``NonFinitePerplexityError``); an overflow to inf is kept,
 flagged in ablation.json, and never enters a mean or a "dominates" verdict.
 
+Every window's NLL is kept (``window_nll.parquet``): a paired bootstrap over the
+windows (docs/method.md §10) gives every increase cell an interval
+(``ppl_increase_ci.csv``), and "own deactivation dominates" is judged by the
+intervals too.
+
 Generations (``lingua_franca.generations``): every condition but the random baseline
 continues every language's prompts, greedily, for exactly ``max_new_tokens`` tokens.
 """
@@ -37,6 +42,13 @@ from tqdm.auto import tqdm
 
 from .activations import tokenize
 from .architectures import context_length, find_neurons, zero_neurons
+from .bootstrap import (
+    BootstrapSettings,
+    draw_windows,
+    item_weights,
+    percentile_interval,
+    resampled_increase,
+)
 from .generations import generate_all, write_html
 from .outputs import OutputFiles, json_number
 
@@ -48,6 +60,8 @@ class AblationFiles(OutputFiles):
     perplexity: Path = field(metadata={"suffix": ".csv"})  # language × condition
     seeds: Path = field(metadata={"suffix": ".csv"})  # the random baseline, one column per seed
     increase: Path = field(metadata={"suffix": ".csv"})  # percent increase over the full model
+    increase_ci: Path = field(metadata={"suffix": ".csv"})  # its intervals, one row per cell
+    window_nll: Path = field(metadata={"suffix": ".parquet"})  # NLL of every window
     conditions: Path = field(metadata={"suffix": ".csv"})  # neurons zeroed by each condition
     heatmap: Path = field(metadata={"suffix": ".png"})
     generations: Path = field(metadata={"suffix": ".jsonl"})
@@ -87,13 +101,38 @@ def windows(ids: Sequence[int] | torch.Tensor, seqlen: int, name: str = "the tex
     return ids[: n * seqlen].reshape(n, seqlen)
 
 
-@torch.inference_mode()
 def perplexity(
     model: nn.Module, windows: torch.Tensor, batch_size: int, progress: bool | tqdm = False
 ) -> float:
-    """exp(total NLL / predicted tokens) over full-length windows, ``batch_size`` at a time.
+    """exp(total NLL / predicted tokens) over full-length windows, ``batch_size`` at a time
+    (:func:`window_nlls`, then :func:`perplexity_from_nlls`).
+    ``progress`` is a bool or an existing tqdm bar to advance by windows.
+    """
+    return perplexity_from_nlls(
+        window_nlls(model, windows, batch_size, progress), windows.shape[1] - 1
+    )
 
-    The NLL is summed in float64 from float32 log-probabilities, one row at a time, so
+
+def perplexity_from_nlls(nlls: Sequence[float], predicted_per_window: int) -> float:
+    """exp(Σ NLL / predicted tokens), the windows' NLLs summed in order in float64 (so a
+    perplexity and the per-window NLLs it was summed from agree exactly); NaN stays
+    NaN, an overflow is inf."""
+    total = 0.0
+    for value in nlls:
+        total += float(value)
+    mean = total / (len(nlls) * predicted_per_window)
+    if math.isnan(mean):
+        return math.nan  # the caller names the condition and language and stops
+    return math.exp(mean) if mean < 709 else math.inf  # an overflow is kept, and flagged
+
+
+@torch.inference_mode()
+def window_nlls(
+    model: nn.Module, windows: torch.Tensor, batch_size: int, progress: bool | tqdm = False
+) -> np.ndarray:
+    """(W,) float64: each window's NLL summed over its predicted tokens 2…seqlen.
+
+    Each is summed in float64 from float32 log-probabilities, one row at a time, so
     a batch of float32 logits over a large vocabulary is never materialised at once.
     ``progress`` is a bool or an existing tqdm bar to advance by windows.
     """
@@ -106,21 +145,18 @@ def perplexity(
         if own
         else progress
     )
-    total = 0.0
+    nlls = []
     try:
         for start in range(0, len(windows), batch_size):
             ids = windows[start : start + batch_size].to(device)
             logits = model(input_ids=ids, use_cache=False).logits
             for row, x in zip(logits, ids):
-                total += F.cross_entropy(row[:-1].float(), x[1:], reduction="sum").item()
+                nlls.append(F.cross_entropy(row[:-1].float(), x[1:], reduction="sum").item())
             bar.update(len(ids))
     finally:
         if own:
             bar.close()
-    mean = total / (windows.shape[0] * (windows.shape[1] - 1))
-    if math.isnan(mean):
-        return math.nan  # the caller names the condition and language and stops
-    return math.exp(mean) if mean < 709 else math.inf  # an overflow is kept, and flagged
+    return np.asarray(nlls, dtype=np.float64)
 
 
 def random_fraction(key_fractions: Iterable[float] | Mapping[str, float]) -> float:
@@ -218,6 +254,153 @@ def diagonal_summary(increase: pd.DataFrame, deactivated: Sequence[str]) -> dict
     }
 
 
+# ------------------------------------------------------------ intervals (docs/method.md §10)
+
+CI_STATUS = {
+    "interval": "a paired bootstrap interval over the language's windows",
+    "no bootstrap": "analysis.bootstrap.resamples is 0",
+    NO_KEY_NEURONS: "the condition zeroes nothing: no increase",
+    "overflow": "the condition's perplexity overflowed to inf: no interval",
+    "full model overflowed": "no increase, so no interval",
+    "undefined in a resample": "a resampled increase is not finite: no interval",
+}
+
+
+def window_nll_table(nll: Mapping, predicted_per_window: int) -> pd.DataFrame:
+    """window_nll.parquet: one row per (condition, seed, language, window) of
+    ``nll`` = {(condition, seed): {language: (W,) NLLs}}; ``seed`` is null but for
+    the random baseline, ``tokens`` the tokens each window predicts."""
+    parts = [
+        pd.DataFrame(
+            {
+                "condition": name,
+                "seed": pd.array([seed] * len(values), dtype="Int64"),
+                "language": lang,
+                "window": np.arange(len(values), dtype=np.int64),
+                "nll": np.asarray(values, dtype=np.float64),
+                "tokens": np.full(len(values), predicted_per_window, dtype=np.int64),
+            }
+        )
+        for (name, seed), by_language in nll.items()
+        for lang, values in by_language.items()
+    ]
+    return pd.concat(parts, ignore_index=True).astype({"condition": str, "language": str})
+
+
+def increase_intervals(
+    nll: Mapping,
+    increase: pd.DataFrame,
+    predicted_per_window: int,
+    seeds: Sequence[int],
+    bootstrap: BootstrapSettings | None,
+) -> tuple[pd.DataFrame, dict[tuple[str, str], np.ndarray]]:
+    """(ppl_increase_ci.csv, {(language, condition): (B,) resampled increases}).
+
+    For each cell of ``increase`` (evaluated language × condition), a paired
+    bootstrap over the language's windows: each resample draws W windows with
+    replacement (``bootstrap.draw_windows``, seeded by ``bootstrap.seed``), and the
+    SAME draws weight the full model's and the condition's window NLLs
+    (``resampled_increase``; the random column averages its seeds' perplexities as
+    its point value does).  The interval is the percentile interval at
+    ``bootstrap.level``.  A cell without an increase (no key neurons, a full model
+    that overflowed) or whose perplexity overflowed gets no interval, and its
+    ``status`` says why (``CI_STATUS``)."""
+    enabled = bootstrap is not None and bootstrap.enabled
+    rows, cells = [], {}
+    weights = {}
+    for lang in increase.index:
+        full = nll["full", None][lang]
+        if enabled and len(full) not in weights:
+            draws = draw_windows(len(full), bootstrap.resamples, bootstrap.seed)
+            weights[len(full)] = item_weights(draws, len(full))
+        tokens = np.full(len(full), predicted_per_window, dtype=np.float64)
+        for condition in increase.columns:
+            point, lo_hi = increase.at[lang, condition], None
+            if condition == "random":
+                values = np.stack([nll["random", s][lang] for s in seeds])
+            else:
+                values = nll.get((condition, None), {}).get(lang)
+            if values is None:
+                status = NO_KEY_NEURONS
+            elif np.isnan(point):
+                status = "full model overflowed"
+            elif np.isinf(point):
+                status = "overflow"
+            elif not enabled:
+                status = "no bootstrap"
+            else:
+                resampled = resampled_increase(full, values, tokens, weights[len(full)])
+                lo_hi = percentile_interval(resampled, bootstrap.level)
+                status = "interval" if lo_hi else "undefined in a resample"
+                if lo_hi:
+                    cells[lang, condition] = resampled
+            lo, hi = lo_hi or (np.nan, np.nan)
+            rows.append(
+                {"language": lang, "condition": condition, "lo": lo, "hi": hi, "status": status}
+            )
+    return pd.DataFrame(rows, columns=["language", "condition", "lo", "hi", "status"]), cells
+
+
+def interval_summary(
+    table: pd.DataFrame,
+    cells: Mapping[tuple[str, str], np.ndarray],
+    increase: pd.DataFrame,
+    deactivated: Sequence[str],
+    bootstrap: BootstrapSettings,
+) -> dict:
+    """The ``ci`` entry of ablation.json: "own deactivation dominates" by the interval
+    rule (its own cell's lower bound above every rival cell's upper bound; null where
+    :func:`diagonal_summary` has no verdict or a cell has no interval), and intervals
+    for the mean diagonal and off-diagonal increases over the same cells as their
+    point values (per resample, the mean of the resampled cells)."""
+    bounds = {(r.language, r.condition): (r.lo, r.hi) for r in table.itertuples()}
+    dominates, diag, off = {}, [], []
+    for lang in increase.index:
+        row = increase.loc[lang]
+        rivals = [m for m in deactivated if m != lang]
+        off += [(lang, m) for m in rivals if np.isfinite(row[m])]
+        if lang not in deactivated or not rivals:
+            dominates[lang] = None
+            continue
+        if np.isfinite(row[lang]):
+            diag.append((lang, lang))
+        compared = [(lang, lang), *((lang, m) for m in rivals)]
+        if not all((lang, m) in cells for _, m in compared):
+            dominates[lang] = None
+            continue
+        own_lo = bounds[lang, lang][0]
+        dominates[lang] = bool(all(own_lo > bounds[lang, m][1] for m in rivals))
+    known = [v for v in dominates.values() if v is not None]
+
+    def mean_interval(chosen):
+        if not chosen or not all(cell in cells for cell in chosen):
+            return None
+        return percentile_interval(np.mean([cells[c] for c in chosen], axis=0), bootstrap.level)
+
+    return {
+        "level": bootstrap.level,
+        "resamples": bootstrap.resamples,
+        "seed": bootstrap.seed,
+        "unit": "window",
+        "method": "percentile",
+        "paired": True,
+        "diagonal_dominates": dominates,
+        "diagonal_dominates_all": bool(all(known)) if known else None,
+        "mean_diagonal_increase": mean_interval(diag),
+        "mean_off_diagonal_increase": mean_interval(off),
+    }
+
+
+def contains_zero(table: pd.DataFrame, increase: pd.DataFrame) -> pd.DataFrame:
+    """language × condition, True where the cell's interval contains 0 (the heatmap
+    marks those), False where it does not or there is none."""
+    mask = pd.DataFrame(False, index=increase.index, columns=increase.columns)
+    for row in table.itertuples():
+        if row.lo <= 0 <= row.hi:
+            mask.at[row.language, row.condition] = True
+    return mask
+
+
 def _hook_count(site) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in site.modules)
 
@@ -237,6 +420,8 @@ class AblationResult:
     generations: list[dict]  # one record per condition × prompt (lingua_franca.generations)
     summary: dict  # ablation.json, but for the file names and the caller's provenance
     label: str = ""  # model and checkpoint, for titles
+    increase_ci: pd.DataFrame | None = None  # (language, condition, lo, hi, status) per cell
+    window_nll: pd.DataFrame | None = None  # (condition, seed, language, window, nll, tokens)
 
 
 def compute_ablation(
@@ -256,6 +441,7 @@ def compute_ablation(
     neuron_module: str | None = None,
     progress: bool = True,
     label: str = "",
+    bootstrap: BootstrapSettings | None = None,
 ) -> AblationResult:
     """Evaluate every condition on one loaded model; write nothing.
 
@@ -264,7 +450,9 @@ def compute_ablation(
     language, prompt texts or {"item", "text"} records; the first
     ``prompts_per_language`` of each are continued under the full model and every
     language's deactivation.  Inputs are checked before the first forward pass.
-    ``label`` (model and checkpoint) starts error messages.
+    ``label`` (model and checkpoint) starts error messages.  With ``bootstrap``
+    (analysis.bootstrap, resamples > 0) every increase cell gets a paired interval
+    over the windows (docs/method.md §10).
     """
     languages, seeds = [str(lang) for lang in languages], [int(s) for s in seeds]
     if not seeds:
@@ -294,7 +482,8 @@ def compute_ablation(
     runs = [("full", None, {})]
     runs += [("random", s, random_neurons(widths, fraction, s)) for s in seeds]
     runs += [(lang, None, regions[lang]) for lang in deactivated]
-    results = _perplexities(model, runs, wins, batch_size, neuron_module, progress, label)
+    nll: dict = {}
+    results = _perplexities(model, runs, wins, batch_size, neuron_module, progress, label, nll)
     gen_runs = [(name, neurons) for name, seed, neurons in runs if seed is None]
     generations = _generations(
         model, tokenizer, gen_runs, chosen, max_new_tokens, batch_size, neuron_module, progress
@@ -306,6 +495,10 @@ def compute_ablation(
 
     ppl, per_seed = _perplexity_tables(results, evaluated, languages, seeds, deactivated)
     increase = ppl_increase(ppl, ["random", *languages])
+    increase_ci, resampled = increase_intervals(nll, increase, seqlen - 1, seeds, bootstrap)
+    ci = {}
+    if bootstrap is not None and bootstrap.enabled:
+        ci = {"ci": interval_summary(increase_ci, resampled, increase, deactivated, bootstrap)}
     conditions = pd.DataFrame(
         {"neurons": [0, round(fraction * k), *sizes.values()]},
         index=pd.Index(["full", "random", *languages], name="condition"),
@@ -360,6 +553,7 @@ def compute_ablation(
         "full_perplexity": {lang: json_number(ppl.at[lang, "full"]) for lang in evaluated},
         "overflow": overflow,
         **diagonal_summary(increase, deactivated),
+        **ci,
         "generation": {
             "greedy": True,
             "max_new_tokens": max_new_tokens,
@@ -374,7 +568,17 @@ def compute_ablation(
         "restored_exactly": restored,
         "definitions": DEFINITIONS,
     }
-    return AblationResult(ppl, per_seed, increase, conditions, generations, summary, label)
+    return AblationResult(
+        ppl,
+        per_seed,
+        increase,
+        conditions,
+        generations,
+        summary,
+        label,
+        increase_ci=increase_ci,
+        window_nll=window_nll_table(nll, seqlen - 1),
+    )
 
 
 def write_outputs(
@@ -388,6 +592,8 @@ def write_outputs(
     result.perplexity.to_csv(files.perplexity)
     result.random_seeds.to_csv(files.seeds)
     result.increase.to_csv(files.increase)
+    result.increase_ci.to_csv(files.increase_ci, index=False)
+    result.window_nll.to_parquet(files.window_nll, index=False)
     result.conditions.to_csv(files.conditions)
     with open(files.generations, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.generations)
@@ -398,6 +604,8 @@ def write_outputs(
         result.conditions,
         files.heatmap,
         random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
+        contains_zero=contains_zero(result.increase_ci, result.increase),
+        ci_level=(result.summary.get("ci") or {}).get("level"),
         title="Perplexity increase after deactivation "
         f"(random {result.summary['random_fraction']:.0%})",
     )
@@ -416,11 +624,14 @@ def write_outputs(
 @dataclass(frozen=True)
 class MethodAblationFiles(OutputFiles):
     """What the ablation writes for a further key-neuron method (docs/method.md §9): the
-    deactivation table of its regions, as for the z-score regions, without generations."""
+    deactivation table of its regions, as for the z-score regions, with its intervals
+    (docs/method.md §10), without generations."""
 
     perplexity: Path = field(metadata={"suffix": ".csv"})
     seeds: Path = field(metadata={"suffix": ".csv"})
     increase: Path = field(metadata={"suffix": ".csv"})
+    increase_ci: Path = field(metadata={"suffix": ".csv"})
+    window_nll: Path = field(metadata={"suffix": ".parquet"})
     conditions: Path = field(metadata={"suffix": ".csv"})
     heatmap: Path = field(metadata={"suffix": ".png"})
     summary: Path = field(metadata={"suffix": ".json"})  # its ablation.json
@@ -478,6 +689,8 @@ def write_method_outputs(
     result.perplexity.to_csv(files.perplexity)
     result.random_seeds.to_csv(files.seeds)
     result.increase.to_csv(files.increase)
+    result.increase_ci.to_csv(files.increase_ci, index=False)
+    result.window_nll.to_parquet(files.window_nll, index=False)
     result.conditions.to_csv(files.conditions)
     ppl = result.perplexity
     plot_ppl_increase(
@@ -485,6 +698,8 @@ def write_method_outputs(
         result.conditions,
         files.heatmap,
         random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
+        contains_zero=contains_zero(result.increase_ci, result.increase),
+        ci_level=(result.summary.get("ci") or {}).get("level"),
         title=f"Perplexity increase after deactivating {result.summary.get('method')} regions "
         f"(random {result.summary['random_fraction']:.0%})",
     )
@@ -528,19 +743,24 @@ def _perplexity_tables(results, evaluated, languages, seeds, deactivated):
     return ppl, per_seed
 
 
-def _perplexities(model, runs, wins, batch_size, neuron_module, progress, label="") -> dict:
+def _perplexities(
+    model, runs, wins, batch_size, neuron_module, progress, label="", nll=None
+) -> dict:
     """{(condition, seed): {language: PPL}}; one hook installation per condition,
     every language evaluated inside it; one bar over all windows of all conditions.
-    A NaN perplexity stops here, naming the model, condition and language."""
+    A NaN perplexity stops here, naming the model, condition and language.
+    ``nll``, a dict, receives every window's NLL in the same shape."""
+    nll = {} if nll is None else nll
     results = {}
     total = len(runs) * sum(len(w) for w in wins.values())
     with tqdm(total=total, unit="window", desc="perplexity", disable=not progress) as bar:
         for name, seed, neurons in runs:
             bar.set_postfix_str(name if seed is None else f"{name} seed {seed}")
             with zero_neurons(model, neurons, neuron_module):
-                results[name, seed] = {}
+                results[name, seed], nll[name, seed] = {}, {}
                 for lang, w in wins.items():
-                    value = perplexity(model, w, batch_size, bar)
+                    nll[name, seed][lang] = window_nlls(model, w, batch_size, bar)
+                    value = perplexity_from_nlls(nll[name, seed][lang], w.shape[1] - 1)
                     if math.isnan(value):
                         condition = repr(name) if seed is None else f"{name!r} (seed {seed})"
                         raise NonFinitePerplexityError(
@@ -586,6 +806,10 @@ DEFINITIONS = {
     "bitwise the one measured before",
     "overflow": "(condition, seed, language) whose perplexity overflowed to inf; kept as inf "
     "in the tables, left out of the means and of diagonal_dominates",
+    "ci": "paired percentile bootstrap over each language's perplexity windows (the same "
+    "resampled windows for the full model and every condition): intervals in ppl_increase_ci.csv; "
+    "diagonal_dominates when the own cell's lower bound exceeds every rival cell's upper bound",
+    "ci_status": CI_STATUS,  # the status column of ppl_increase_ci.csv
     "generation": "greedy, exactly max_new_tokens new tokens, no stop at end-of-sequence "
     "(first_eos: where the first one came); every condition but random × every prompt language",
 }

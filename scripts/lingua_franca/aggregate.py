@@ -11,8 +11,13 @@ the rule runs; the rule says where they go.
 
 A *record* is one checkpoint: ``Config.identity(model, checkpoint)`` (or any dict
 with ``model``, ``family``, ``checkpoint``, ``step``, ``parameters``) plus the
-paths ``metrics`` (required), ``xstorycloze`` and ``ablation`` (optional);
-:func:`checkpoint_records` pairs identities with the rule's input lists.
+paths ``metrics`` (required), ``xstorycloze``, ``ablation`` and ``bootstrap``
+(``metrics_bootstrap.npz``; optional); :func:`checkpoint_records` pairs identities
+with the rule's input lists.
+
+Intervals (docs/method.md §10): every value with a bootstrap interval gets ``_lo`` and
+``_hi`` columns beside it, and :func:`step_changes` gives each change between
+consecutive checkpoints of a model a paired interval (``changes.csv``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from lingua_franca.bootstrap import percentile_interval
 from lingua_franca.logs import get_logger
 
 log = get_logger(__name__)
@@ -47,9 +55,17 @@ COLUMNS = {
         "n_neurons",
         "z_threshold",
         "lrds",
+        "lrds_lo",
+        "lrds_hi",
         "sads",
+        "sads_lo",
+        "sads_hi",
         "sklr",
+        "sklr_lo",
+        "sklr_hi",
         "sklr_fraction",
+        "sklr_fraction_lo",
+        "sklr_fraction_hi",
         "cross_acc_mean",
         "cross_n_languages",
         "mono_acc_mean",
@@ -58,13 +74,22 @@ COLUMNS = {
         "mono_acc_en",
         "xstorycloze_missing",
         "ppl_diagonal_increase",
+        "ppl_diagonal_increase_lo",
+        "ppl_diagonal_increase_hi",
         "ppl_off_diagonal_increase",
+        "ppl_off_diagonal_increase_lo",
+        "ppl_off_diagonal_increase_hi",
         "diagonal_dominates",
+        "diagonal_dominates_ci",
         "weights_fingerprint",
         "duplicate_of",
     ],
-    "key_neurons_per_layer": ID + ["layer", "name", "width", "lrds", "sads", "key_neurons"],
-    "key_neurons_per_language": ID + ["language", "key_neurons", "key_fraction"],
+    "key_neurons_per_layer": ID
+    + ["layer", "name", "width", "lrds", "sads", "key_neurons"]
+    + ["lrds_lo", "lrds_hi", "sads_lo", "sads_hi", "key_neurons_ci_lo", "key_neurons_ci_hi"],
+    "key_neurons_per_language": ID
+    + ["language", "key_neurons", "key_fraction", "key_neurons_ci_lo", "key_neurons_ci_hi"]
+    + ["region_stability"],
     "xstorycloze": ID + ["language", "kind", "acc", "acc_stderr", "n", "missing", "reason"],
 }
 INTEGERS = (
@@ -80,6 +105,12 @@ INTEGERS = (
     "key_neurons",
     "n",
 )
+# key_neurons_<language> are per-language counts (key_neurons_hi: Hindi's), so the
+# interval of a key-neuron count is key_neurons_ci_lo / key_neurons_ci_hi
+BOUNDED = "key_neurons_ci"
+CHANGES = "changes.csv"  # step-to-step changes with paired intervals (docs/method.md §10)
+CHANGE_COLUMNS = ["model", "from", "to", "metric", "change", "lo", "hi", "outside_noise"]
+CHANGE_METRICS = ("lrds", "sads", "sklr")
 
 
 # ------------------------------------------------------------------ file names
@@ -102,7 +133,7 @@ def summary_names(grid: Iterable[tuple[str, str, str]]) -> list[str]:
     grid = list(grid)
     families = dict.fromkeys(family for _, family, _ in grid)
     models = dict.fromkeys(model for model, _, _ in grid)
-    names = [f"{table}.csv" for table in TABLES]
+    names = [f"{table}.csv" for table in TABLES] + [CHANGES]
     names += [f"{fig}_{file_stem(f)}.png" for f in families for fig in FAMILY_FIGURES]
     names += [f"{fig}_{file_stem(m)}.png" for m in models for fig in MODEL_FIGURES]
     clashes = sorted({n for n in names if names.count(n) > 1})
@@ -212,15 +243,41 @@ def _accuracy(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def _ablation(doc: Mapping[str, Any]) -> dict[str, Any]:
+def deactivation_columns(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Deactivation in one row (paper Table 1): mean perplexity increase (%) of a
     language under its own key region's deactivation and under the others', and for
-    how many languages the own one raises it most ("8/9")."""
+    how many languages the own one raises it most ("8/9"); with intervals, the means'
+    intervals and the count under the interval rule (``diagonal_dominates_ci``)."""
     verdicts = [v for v in (doc.get("diagonal_dominates") or {}).values() if v is not None]
+    ci = doc.get("ci") or {}
+    by_interval = [v for v in (ci.get("diagonal_dominates") or {}).values() if v is not None]
     return {
         "ppl_diagonal_increase": doc.get("mean_diagonal_increase"),
+        **_bounds("ppl_diagonal_increase", ci.get("mean_diagonal_increase")),
         "ppl_off_diagonal_increase": doc.get("mean_off_diagonal_increase"),
+        **_bounds("ppl_off_diagonal_increase", ci.get("mean_off_diagonal_increase")),
         "diagonal_dominates": f"{sum(verdicts)}/{len(verdicts)}" if verdicts else None,
+        "diagonal_dominates_ci": (
+            f"{sum(by_interval)}/{len(by_interval)}" if by_interval else None
+        ),
+    }
+
+
+def _bounds(name: str, interval: Sequence[float] | None, scale: float = 1.0) -> dict[str, float]:
+    """{name_lo, name_hi} from a [lo, hi] interval (NaN without one)."""
+    lo, hi = interval if interval else (math.nan, math.nan)
+    return {f"{name}_lo": _float(lo) / scale, f"{name}_hi": _float(hi) / scale}
+
+
+def _metric_bounds(m: Mapping[str, Any]) -> dict[str, float]:
+    """The lo/hi columns of the metrics row from metrics.json's ``ci`` (NaN without)."""
+    ci = m.get("ci") or {}
+    k = m.get("n_neurons") or math.nan
+    return {
+        **_bounds("lrds", ci.get("lrds")),
+        **_bounds("sads", ci.get("sads")),
+        **_bounds("sklr", ci.get("sklr")),
+        **_bounds("sklr_fraction", ci.get("sklr"), scale=k),
     }
 
 
@@ -232,7 +289,7 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
     xsc = []
     if record.get("xstorycloze"):
         xsc = _xstorycloze_rows(_read(record["xstorycloze"], record))
-    ablation = _ablation(_read(record["ablation"], record)) if record.get("ablation") else {}
+    ablation = deactivation_columns(_read(record["ablation"], record)) if record.get("ablation") else {}
     row = {
         **ident,
         "revision": record.get("revision"),
@@ -249,14 +306,24 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
                 "sklr_fraction",
             )
         },
+        **_metric_bounds(m),
         **_accuracy(xsc),
         **ablation,
         "weights_fingerprint": provenance.get("weights_fingerprint"),
     }
+    ci = m.get("ci") or {}
+    layer_ci = {row.get("layer"): row for row in ci.get("per_layer") or []}
     layers = [
         {
             **ident,
             **{key: layer.get(key) for key in COLUMNS["key_neurons_per_layer"][4:]},
+            **{
+                column: value
+                for key, name in (("lrds", "lrds"), ("sads", "sads"), ("key_neurons", BOUNDED))
+                for column, value in _bounds(
+                    name, layer_ci.get(layer.get("layer"), {}).get(key)
+                ).items()
+            },
             **{
                 f"key_neurons_{lang}": n
                 for lang, n in (layer.get("key_neurons_per_language") or {}).items()
@@ -265,8 +332,17 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
         for layer in m.get("per_layer") or []
     ]
     fractions = m.get("key_fraction_per_language") or {}
+    per_language_ci = ci.get("key_neurons_per_language") or {}
+    stability = ci.get("region_stability") or {}
     languages = [
-        {**ident, "language": lang, "key_neurons": n, "key_fraction": fractions.get(lang)}
+        {
+            **ident,
+            "language": lang,
+            "key_neurons": n,
+            "key_fraction": fractions.get(lang),
+            **_bounds(BOUNDED, per_language_ci.get(lang)),
+            "region_stability": _float(stability.get(lang)),
+        }
         for lang, n in (m.get("key_neurons_per_language") or {}).items()
     ]
     return {
@@ -296,7 +372,8 @@ def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     after), integer columns as nullable integers so that CSVs show 300, not 300.0."""
     table = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
     for col in table.columns:
-        if col in INTEGERS or col.startswith("key_neurons_"):
+        bound = col.startswith(BOUNDED)  # a percentile of counts may lie between two
+        if col in INTEGERS or (col.startswith("key_neurons_") and not bound):
             table[col] = pd.to_numeric(table[col]).round().astype("Int64")
     return table
 
@@ -310,6 +387,89 @@ def collect_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, pd.DataFra
     tables = {name: _table(rows[name], COLUMNS[name]) for name in TABLES}
     tables["metrics"]["duplicate_of"] = pd.Series(_duplicate_of(tables["metrics"]), dtype="object")
     return tables
+
+
+def step_changes(records: Sequence[Mapping[str, Any]], metrics: pd.DataFrame) -> pd.DataFrame:
+    """changes.csv: LRDS, SADS and SKLR changes between consecutive checkpoints of each
+    model (by training step; checkpoints without a step last, in config order), from
+    ``metrics`` (the metrics table, rows in record order), each with a paired interval.
+
+    Every checkpoint of a model is resampled with the same item draws (they depend
+    only on the seed, the number of items and B), so the difference of the two
+    checkpoints' b-th resampled values is the change in resample b; its percentile
+    interval says whether the change lies outside the noise of the item sample
+    (``outside_noise``: the interval excludes 0).  Without both checkpoints'
+    resamples (``bootstrap`` files, resamples > 0) a change has no interval; resamples
+    drawn differently (another probe, seed or B) are an error, never compared."""
+
+    def numbers(column: str) -> np.ndarray:
+        return pd.to_numeric(metrics[column]).to_numpy(dtype=float, na_value=np.nan)
+
+    step = numbers("step")
+    value = {metric: numbers(metric) for metric in CHANGE_METRICS}
+    rows = []
+    for model in dict.fromkeys(metrics["model"]):
+        chosen = np.flatnonzero((metrics["model"] == model).to_numpy())
+        ordered = sorted(chosen, key=lambda i: (np.isnan(step[i]), np.nan_to_num(step[i])))
+        for i, j in pairwise(ordered):
+            paired = _paired_resamples(records[i], records[j])
+            for metric in CHANGE_METRICS:
+                change = value[metric][j] - value[metric][i]
+                interval = None
+                if paired is not None:
+                    after, before, level = paired
+                    interval = percentile_interval(after[metric] - before[metric], level)
+                lo, hi = interval or (math.nan, math.nan)
+                rows.append(
+                    {
+                        "model": model,
+                        "from": metrics["checkpoint"].iloc[i],
+                        "to": metrics["checkpoint"].iloc[j],
+                        "metric": metric,
+                        "change": change,
+                        "lo": lo,
+                        "hi": hi,
+                        "outside_noise": None if interval is None else bool(lo > 0 or hi < 0),
+                    }
+                )
+    table = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+    table["outside_noise"] = table["outside_noise"].astype("boolean")
+    return table
+
+
+def _resamples(record: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
+    """A checkpoint's metrics_bootstrap.npz (checked to be the record's), or None
+    without one or without resamples."""
+    path = record.get("bootstrap")
+    if not path:
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    for key in ("model", "checkpoint"):
+        if key in arrays and str(arrays[key]) != record[key]:
+            raise ValueError(f"{path} is for {key} {str(arrays[key])!r}, not {record[key]!r}")
+    return arrays if int(arrays["resamples"]) > 0 else None
+
+
+def _paired_resamples(before: Mapping[str, Any], after: Mapping[str, Any]):
+    """(after's arrays, before's arrays, level) when both checkpoints were resampled
+    with the same draws of the same items at the same level; None when either has no
+    resamples."""
+    a, b = _resamples(before), _resamples(after)
+    if a is None or b is None:
+        return None
+    same = (
+        np.array_equal(a["items"], b["items"])
+        and np.array_equal(a["draws"], b["draws"])
+        and float(a["level"]) == float(b["level"])
+    )
+    if not same:
+        raise ValueError(
+            f"{before['bootstrap']} and {after['bootstrap']} were resampled differently "
+            "(probe items, draws or level): their change has no paired interval; rerun "
+            "compute_metrics for both with the same probe and analysis.bootstrap"
+        )
+    return b, a, float(a["level"])
 
 
 def last_checkpoints(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -344,6 +504,7 @@ def write_summary(
     tables = collect_tables(records)
     for name in TABLES:
         tables[name].to_csv(paths[f"{name}.csv"], index=False)
+    step_changes(records, tables["metrics"]).to_csv(paths[CHANGES], index=False)
 
     metrics = tables["metrics"]
     for row in metrics.dropna(subset=["duplicate_of"]).itertuples():

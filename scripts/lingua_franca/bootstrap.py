@@ -16,6 +16,11 @@ Nothing here copies a sample.  With the samples of a resample written in terms o
   z-test of docs/method.md §4 on every (resample, language, neuron).
 
 ``metrics.compute_metrics`` drives both inside its one streamed pass.
+
+Perplexity windows are resampled the same way (``draw_windows``): a resample of a
+language's W windows is a weight vector over them, and the same weights serve the
+full model and every condition, so an increase over the full model is paired
+(``resampled_increase``; ``ablation.increase_intervals`` drives it).
 """
 
 from __future__ import annotations
@@ -33,14 +38,17 @@ __all__ = [
     "BootstrapSettings",
     "KeyRegionResampler",
     "draw_items",
+    "draw_windows",
     "item_weights",
     "percentile_interval",
+    "resampled_increase",
     "resampled_lrds_sads",
 ]
 
 # Mixed into the seed, so that a bootstrap seed equal to analysis.seed (which draws
 # the probe items) still gives a stream unrelated to the probe's.
 _STREAM = 0x426F6F74  # "Boot"
+_WINDOW_STREAM = 0x57696E64  # "Wind": perplexity windows, apart from the probe items' draws
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,22 @@ def draw_items(n_items: int, resamples: int, seed: int) -> np.ndarray:
     Depends only on (seed, n_items, resamples): every checkpoint of a model, whose
     probe is the same, gets the same resamples.
     """
-    if n_items < 1:
-        raise ValueError("a bootstrap needs at least one item")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM,)))
-    return rng.integers(0, n_items, size=(resamples, n_items))
+    return _draw(n_items, resamples, seed, _STREAM, "item")
+
+
+def draw_windows(n_windows: int, resamples: int, seed: int) -> np.ndarray:
+    """(B, W) window indices, drawn with replacement: as ``draw_items``, from a stream
+    of their own.  Depends only on (seed, n_windows, resamples): every condition of a
+    language (and every language and checkpoint with as many windows) gets the same
+    resamples, so increases over the full model are paired."""
+    return _draw(n_windows, resamples, seed, _WINDOW_STREAM, "window")
+
+
+def _draw(n: int, resamples: int, seed: int, stream: int, what: str) -> np.ndarray:
+    if n < 1:
+        raise ValueError(f"a bootstrap needs at least one {what}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+    return rng.integers(0, n, size=(resamples, n))
 
 
 def item_weights(draws: np.ndarray, n_items: int) -> np.ndarray:
@@ -131,6 +151,39 @@ def resampled_lrds_sads(
             pairs * different
         )
     return same_lang - cross_other, cross_same - cross_other
+
+
+# ------------------------------------------------------------------ perplexity
+
+
+def resampled_increase(
+    full: np.ndarray, condition: np.ndarray, tokens: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """(B,) perplexity increase (%) of a condition over the full model in every resample
+    of the windows (docs/method.md §10).
+
+    ``full`` (W,) and ``condition`` (W,) or (S, W) (one row per random seed) are the
+    windows' summed NLLs, ``tokens`` (W,) their predicted tokens, ``weights`` (B, W)
+    how often each resample drew each window.  A resample's perplexity is
+    exp(Σ w·nll / Σ w·tokens), so its increase is
+
+        100 · (mean_s exp(d_s) − 1),   d_s = Σ_v w_v (nll_s,v − full_v) / Σ_v w_v tokens_v
+
+    (over seeds the perplexities are averaged, as the ``random`` column is): the same
+    weights for the full model and the condition pair them window by window, and a
+    condition identical to the full model gives 0 in every resample.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    full = np.asarray(full, dtype=np.float64)
+    condition = np.atleast_2d(np.asarray(condition, dtype=np.float64))
+    if condition.shape[1:] != full.shape or w.shape[1:] != full.shape:
+        raise ValueError(
+            f"windows do not match: full {full.shape}, condition {condition.shape}, "
+            f"weights {w.shape}"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = (w @ (condition - full).T) / (w @ np.asarray(tokens, dtype=np.float64))[:, None]
+        return 100 * np.expm1(d).mean(axis=1)
 
 
 # -------------------------------------------------------------- key regions
@@ -367,6 +420,24 @@ class BootstrapResult:
         """(B, L) |R_l ∩ R_l^b| / |R_l ∪ R_l^b|; two empty regions agree: 1."""
         union = self.full_sizes[None, :] + self.key_per_language - self.key_overlap
         return np.divide(self.key_overlap, union, out=np.ones(union.shape), where=union > 0)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every resample's values as plain numeric arrays (metrics_bootstrap.npz,
+        rows = resamples), with the draws that made them: a change between two
+        checkpoints resampled with the same draws is paired (docs/method.md §10)."""
+        return {
+            "resamples": np.int64(self.settings.resamples),
+            "level": np.float64(self.settings.level),
+            "seed": np.int64(self.settings.seed),
+            "draws": self.draws,
+            "lrds": self.lrds,
+            "sads": self.sads,
+            "sklr": self.sklr.astype(np.float64),
+            "layer_lrds": self.layer_lrds,
+            "layer_sads": self.layer_sads,
+            "key_per_layer": self.key_per_layer.astype(np.float64),
+            "key_per_language": self.key_per_language.astype(np.float64),
+        }
 
     def summary(self, languages: Sequence[str]) -> dict:
         """The ``ci`` entry of metrics.json."""

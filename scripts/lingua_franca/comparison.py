@@ -148,9 +148,11 @@ def _read(path: str | Path, record: Mapping[str, Any]) -> dict:
 
 
 def _deactivation(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A method's regions and its deactivation table (ablation.json) in one row."""
+    """A method's regions and its deactivation table (ablation.json) in one row, with
+    the columns metrics.csv has for it (intervals included)."""
+    from lingua_franca.aggregate import deactivation_columns
+
     regions = [c for c in doc.get("conditions", []) if c.get("kind") == "language"]
-    verdicts = [v for v in (doc.get("diagonal_dominates") or {}).values() if v is not None]
     k = doc.get("n_neurons")
     size = sum(int(c["neurons"]) for c in regions)
     return {
@@ -158,9 +160,7 @@ def _deactivation(doc: Mapping[str, Any]) -> dict[str, Any]:
         "key_fraction": size / k if k else None,
         "languages_with_region": sum(int(c["neurons"]) > 0 for c in regions),
         "random_fraction": doc.get("random_fraction"),
-        "ppl_diagonal_increase": doc.get("mean_diagonal_increase"),
-        "ppl_off_diagonal_increase": doc.get("mean_off_diagonal_increase"),
-        "diagonal_dominates": f"{sum(verdicts)}/{len(verdicts)}" if verdicts else None,
+        **deactivation_columns(doc),
     }
 
 

@@ -566,6 +566,23 @@ class MetricsFiles(OutputFiles):
     layerwise: Path = field(metadata={"suffix": ".png"})
     per_layer: Path = field(metadata={"suffix": ".png"})
     per_language: Path = field(metadata={"suffix": ".png"})
+    bootstrap: Path = field(metadata={"suffix": ".npz"})  # every resample's values (§10)
+
+
+def write_bootstrap(result: MetricsResult, path: Path, source: dict | None = None) -> None:
+    """metrics_bootstrap.npz: every resample's LRDS, SADS, SKLR, per-layer and
+    per-language values (``BootstrapResult.arrays``) with the probe's item ids, so
+    that the aggregate can difference two checkpoints resampled with the same draws
+    (docs/method.md §10).  Without a bootstrap it holds ``resamples`` = 0 and the
+    items only; ``source``'s model and checkpoint name it.  Plain arrays: no pickle."""
+    arrays = {"resamples": np.int64(0)} if result.bootstrap is None else result.bootstrap.arrays()
+    arrays["items"] = np.array(result.layout.items, dtype=str)
+    arrays["languages"] = np.array(result.languages, dtype=str)
+    for key in ("model", "checkpoint"):
+        if (source or {}).get(key) is not None:
+            arrays[key] = np.array(str(source[key]))
+    with open(path, "wb") as fh:  # np.savez(path) would add .npz to the name
+        np.savez(fh, **arrays)
 
 
 def write_outputs(
@@ -587,6 +604,7 @@ def write_outputs(
     result.key_neurons().to_parquet(files.key_neurons, index=False)
     with open(files.similarity, "wb") as fh:  # np.save(path) would add .npy to the name
         np.save(fh, result.similarity.astype(np.float32), allow_pickle=False)
+    write_bootstrap(result, files.bootstrap, (extra or {}).get("source"))
     layout = result.layout
     pd.DataFrame(
         {

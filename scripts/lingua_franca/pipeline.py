@@ -189,12 +189,15 @@ def ablate(
     max_new_tokens: int,
     prompts_per_language: int,
     methods: dict[str, str | Path] | None = None,
+    bootstrap: dict[str, Any] | None = None,
 ) -> None:
     """metrics.json and key neurons + perplexity texts → perplexity under every
     deactivation, the increase table and heatmap, generations. One model load serves
     all conditions, and the further key-neuron methods' regions too: ``methods`` maps
     each to its key_neurons.parquet, and its files are the named outputs
-    ``methods_<file>``, lists in the order of ``methods`` (docs/method.md §9)."""
+    ``methods_<file>``, lists in the order of ``methods`` (docs/method.md §9). With
+    ``bootstrap`` (analysis.bootstrap) each increase gets its interval
+    (docs/method.md §10)."""
     import pandas as pd
 
     from lingua_franca.ablation import (
@@ -204,6 +207,7 @@ def ablate(
         write_method_outputs,
         write_outputs,
     )
+    from lingua_franca.bootstrap import BootstrapSettings
 
     methods = dict(methods or {})
     files = AblationFiles.of({k: v for k, v in outputs.items() if not k.startswith(METHODS_)})
@@ -214,6 +218,7 @@ def ablate(
     widths = [layer["width"] for layer in summary["per_layer"]]
     evaluation_texts = {lang: Path(texts[lang]).read_text(encoding="utf-8") for lang in languages}
     prompts = json.loads(Path(prompts_path).read_text(encoding="utf-8"))["prompts"]
+    intervals = BootstrapSettings(**bootstrap) if bootstrap else None
     model, tokenizer = load_checkpoint(settings, device)
     result = compute_ablation(
         model,
@@ -230,6 +235,7 @@ def ablate(
         prompts_per_language=prompts_per_language,
         neuron_module=settings["neuron_module"],
         label=f"model {settings['model']}, checkpoint {settings['checkpoint']}",
+        bootstrap=intervals,
     )
     further = {
         name: compute_method_ablation(
@@ -246,6 +252,7 @@ def ablate(
             seeds=seeds,
             neuron_module=settings["neuron_module"],
             label=f"model {settings['model']}, checkpoint {settings['checkpoint']}, {name} regions",
+            bootstrap=intervals,
         )
         for name, table in method_tables.items()
     }
@@ -380,7 +387,7 @@ def aggregate(
             record["methods_ablation"] = dict(zip(further, per))
         paths.update(write_method_summary(records, methods, by_name))
     sections = []
-    for name in ("metrics", "xstorycloze", "methods")[: 3 if further else 2]:
+    for name in ("metrics", "changes", "xstorycloze", "methods")[: 4 if further else 3]:
         table = pd.read_csv(paths[f"{name}.csv"])
         html = table.to_html(index=False, na_rep="—", float_format="{:.4g}".format)
         sections.append(f"<h2>{name}.csv</h2>\n{html}")

@@ -28,6 +28,8 @@ def plot_ppl_increase(
     path: str | os.PathLike,
     random_sd: pd.Series | None = None,
     title: str = "Perplexity increase after deactivation",
+    contains_zero: pd.DataFrame | None = None,
+    ci_level: float | None = None,
 ) -> None:
     """Rows: evaluated language; columns: condition (``random``, then one per language).
 
@@ -39,6 +41,8 @@ def plot_ppl_increase(
     (an empty key region) is grey and labelled "no key neurons"; an overflow to inf
     is a grey cell marked "inf (overflow)".  ``random_sd``
     (per row, in percent points) is printed as ± in the random column.
+    ``contains_zero`` (same shape as ``increase``, booleans) hatches the cells whose
+    ``ci_level`` interval contains 0: an increase not told apart from none.
     """
     values = increase.to_numpy(dtype=float)
     rows, cols = [str(r) for r in increase.index], [str(c) for c in increase.columns]
@@ -74,6 +78,18 @@ def plot_ppl_increase(
                 )
             elif np.isinf(v):  # an overflow: kept, shown, never coloured as a number
                 ax.text(j, i, "inf\n(overflow)", ha="center", va="center", fontsize="x-small")
+            if contains_zero is not None and bool(contains_zero.iat[i, j]):
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        hatch="///",
+                        edgecolor="grey",
+                        linewidth=0,
+                    )
+                )
             if row == col:
                 ax.add_patch(
                     Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2)
@@ -98,7 +114,12 @@ def plot_ppl_increase(
     top = ax.secondary_xaxis("top")
     top.set_xticks(range(len(cols)), [c if c == "random" else f"×{c}" for c in cols])
     ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("neurons deactivated (count, fraction of K)")
+    xlabel = "neurons deactivated (count, fraction of K)"
+    if contains_zero is not None and ci_level is not None:
+        xlabel += (
+            f"\nhatched: the {ci_level:.0%} interval (paired bootstrap over windows) contains 0"
+        )
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("evaluated language")
     ax.set_title(title)
     ticks = [10.0**e for e in range(1, exponent + 1)]

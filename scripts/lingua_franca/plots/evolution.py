@@ -11,6 +11,10 @@ each file before it knows the results and a report links to all of them.
 * ``plot_scale`` — Fig. 7 and 10, LRDS, SADS, SKLR fraction, accuracy against size
 * ``plot_key_layers`` — Fig. 5, key neurons per layer, one line per checkpoint
 * ``plot_key_languages`` — Fig. 6, key neurons per language, bars per checkpoint
+
+Where a table has a value's interval (columns ``<value>_lo`` and ``<value>_hi``;
+``key_neurons_ci_lo``/``_hi`` for key-neuron counts; docs/method.md §10), the figure
+draws it: a band along a line, a bar on a point or a bar chart.
 """
 
 from __future__ import annotations
@@ -22,15 +26,15 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.ticker import MaxNLocator
 
+from lingua_franca.plots.common import (
+    interval_bars,
+    numbers,
+    shade_interval,
+)
 from lingua_franca.plots.common import new_figure as _figure
 from lingua_franca.plots.common import save as _save
 
 MARKERS = "osD^vP*X"
-
-
-def _values(series: pd.Series) -> np.ndarray:
-    """Floats with NaN for missing (nullable integer columns included)."""
-    return pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
 
 
 def _note(ax, text: str) -> None:
@@ -48,7 +52,7 @@ def _footer(fig, notes: list[str]) -> None:
 
 def _checkpoints_in_order(rows: pd.DataFrame) -> list[str]:
     """A model's checkpoints by training step, those without a step last (config order)."""
-    ordered = rows.assign(_s=_values(rows["step"])).sort_values(
+    ordered = rows.assign(_s=numbers(rows["step"])).sort_values(
         "_s", na_position="last", kind="stable"
     )
     return list(dict.fromkeys(ordered["checkpoint"]))
@@ -62,6 +66,9 @@ def _progress_colours(n: int) -> list:
 
 def _names(rows: pd.DataFrame) -> str:
     return ", ".join(f"{m}/{c}" for m, c in rows[["model", "checkpoint"]].itertuples(index=False))
+
+
+INTERVAL_NOTE = "shaded / bars: bootstrap intervals over probe items (metrics.json ci)"
 
 
 def _legend(ax, twin, **kwargs) -> None:
@@ -84,7 +91,7 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
     instead, as are checkpoints with weights identical to an earlier one.  The paper
     reads SKLR and LRDS falling, SADS and accuracy rising as training goes on.
     """
-    stepped = metrics.assign(_x=_values(metrics["step"])).dropna(subset=["_x"]).sort_values("_x")
+    stepped = metrics.assign(_x=numbers(metrics["step"])).dropna(subset=["_x"]).sort_values("_x")
     several = stepped.groupby("model").size().ge(2).any()
     many_models = metrics["model"].nunique() > 1
     fig = _figure(12, 4.2)
@@ -96,12 +103,16 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
         (right, "sads", "C2", "-", "SADS"),
         (right2, "cross_acc_mean", "C3", "--", "cross-lingual accuracy (non-English mean)"),
     )
+    shaded = False
     for i, (model, rows) in enumerate(stepped.groupby("model", sort=False)):
         suffix = f" — {model}" if many_models else ""
         for ax, column, colour, style, label in panels:
+            # a band needs two points: a model's lone checkpoint gets a bar
+            draw = shade_interval if len(rows) > 1 else interval_bars
+            shaded |= draw(ax, rows["_x"], rows, column, colour)
             ax.plot(
                 rows["_x"],
-                _values(rows[column]),
+                numbers(rows[column]),
                 color=colour,
                 linestyle=style,
                 marker=MARKERS[i % len(MARKERS)],
@@ -126,7 +137,8 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
     )
     fig.suptitle(f"{family}: {status}" if family else status)
     unplaced = metrics[metrics["step"].isna()]
-    notes = [f"no training step, not shown: {_names(unplaced)}"] if len(unplaced) else []
+    notes = [INTERVAL_NOTE] if shaded else []
+    notes += [f"no training step, not shown: {_names(unplaced)}"] if len(unplaced) else []
     notes += [
         f"same weights: {m}/{c} = {d}"
         for m, c, d in metrics.dropna(subset=["duplicate_of"])[
@@ -156,16 +168,18 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
     accuracy panel (means over the non-English story languages) shows the
     monolingual task too (dashed), as a reference.
     """
-    rows = last.assign(_x=_values(last["parameters"])).dropna(subset=["_x"]).sort_values("_x")
+    rows = last.assign(_x=numbers(last["parameters"])).dropna(subset=["_x"]).sort_values("_x")
     fig = _figure(15, 3.8)
     axes = fig.subplots(1, len(SCALE_PANELS), sharex=True)  # a null score leaves no gap in x
+    barred = False
     for ax, (column, label) in zip(axes, SCALE_PANELS):
-        y = _values(rows[column])
+        y = numbers(rows[column])
+        barred |= interval_bars(ax, rows["_x"], rows, column, "C0")
         ax.plot(rows["_x"], y, marker="o", label="cross-lingual")
         if column == "cross_acc_mean":
             ax.plot(
                 rows["_x"],
-                _values(rows["mono_acc_mean"]),
+                numbers(rows["mono_acc_mean"]),
                 marker="s",
                 linestyle="--",
                 color="grey",
@@ -196,6 +210,7 @@ def plot_scale(last: pd.DataFrame, path: str | os.PathLike, family: str = "") ->
     )
     fig.suptitle(f"{family}: {status}" if family else status)
     notes = [f"points: {_names(rows)}"] if len(rows) else []
+    notes += [INTERVAL_NOTE] if barred else []
     missing = last[last["parameters"].isna()]
     notes += [f"no parameter count, not shown: {_names(missing)}"] if len(missing) else []
     _footer(fig, notes)
@@ -213,11 +228,13 @@ def plot_key_layers(per_layer: pd.DataFrame, path: str | os.PathLike, model: str
     checkpoints = _checkpoints_in_order(per_layer)
     fig = _figure(7, 4)
     ax = fig.add_subplot()
+    shaded = False
     for colour, checkpoint in zip(_progress_colours(len(checkpoints)), checkpoints):
         rows = per_layer[per_layer["checkpoint"] == checkpoint].sort_values("layer")
+        shaded |= shade_interval(ax, numbers(rows["layer"]), rows, "key_neurons", colour)
         ax.plot(
-            _values(rows["layer"]),
-            _values(rows["key_neurons"]),
+            numbers(rows["layer"]),
+            numbers(rows["key_neurons"]),
             marker="o",
             markersize=3,
             color=colour,
@@ -229,11 +246,13 @@ def plot_key_layers(per_layer: pd.DataFrame, path: str | os.PathLike, model: str
     ax.grid(alpha=0.3)
     if checkpoints:
         ax.legend(title="checkpoint", fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
-    if not np.nansum(_values(per_layer["key_neurons"])):
+    if not np.nansum(numbers(per_layer["key_neurons"])):
         ax.set_ylim(0, 1)
         _note(ax, "no key neurons" if checkpoints else "no data")
     status = "key neurons per layer" + ("" if len(checkpoints) > 1 else " (one checkpoint only)")
     ax.set_title(f"{model}: {status}" if model else status)
+    if shaded:
+        ax.set_xlabel(f"layer\n{INTERVAL_NOTE}")
     _save(fig, path)
 
 
@@ -251,21 +270,19 @@ def plot_key_languages(
     width = 0.8 / max(len(checkpoints), 1)
     fig = _figure(max(6.0, 0.25 * len(languages) * max(len(checkpoints), 2) + 3), 4)
     ax = fig.add_subplot()
+    barred = False
     for i, (colour, checkpoint) in enumerate(zip(_progress_colours(len(checkpoints)), checkpoints)):
-        counts = (
-            per_language[per_language["checkpoint"] == checkpoint]
-            .set_index("language")["key_neurons"]
-            .reindex(languages)
-        )
-        ax.bar(
-            x - 0.4 + width * (i + 0.5), _values(counts), width, color=colour, label=str(checkpoint)
-        )
+        rows = per_language[per_language["checkpoint"] == checkpoint].set_index("language")
+        rows = rows.reindex(languages)
+        centres = x - 0.4 + width * (i + 0.5)
+        ax.bar(centres, numbers(rows["key_neurons"]), width, color=colour, label=str(checkpoint))
+        barred |= interval_bars(ax, centres, rows, "key_neurons", "black")
     ax.set_xticks(x, languages)
-    ax.set_xlabel("language")
+    ax.set_xlabel(f"language\n{INTERVAL_NOTE}" if barred else "language")
     ax.set_ylabel("key neurons")
     if checkpoints:
         ax.legend(title="checkpoint", fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
-    if not np.nansum(_values(per_language["key_neurons"])):
+    if not np.nansum(numbers(per_language["key_neurons"])):
         ax.set_ylim(0, 1)
         _note(ax, "no key neurons" if checkpoints else "no data")
     status = "key neurons per language" + ("" if len(checkpoints) > 1 else " (one checkpoint only)")

@@ -15,13 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lingua_franca.plots.common import new_figure, save
+from lingua_franca.plots.common import interval_bars, new_figure, numbers, save, shade_interval
 
 MARKERS = "osD^vP*X"
-
-
-def _values(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
 
 
 def _bars(ax, rows: pd.DataFrame, labels: list[str], a: str, b: str) -> None:
@@ -29,20 +25,20 @@ def _bars(ax, rows: pd.DataFrame, labels: list[str], a: str, b: str) -> None:
     as a tick), the Jaccard index written above each group."""
     x = np.arange(len(rows))
     width = 0.27
-    ax.bar(x - width, _values(rows["size_a"]), width, label=a, color="C0")
-    ax.bar(x, _values(rows["size_b"]), width, label=b, color="C1")
-    ax.bar(x + width, _values(rows["intersection"]), width, label="both", color="C2")
+    ax.bar(x - width, numbers(rows["size_a"]), width, label=a, color="C0")
+    ax.bar(x, numbers(rows["size_b"]), width, label=b, color="C1")
+    ax.bar(x + width, numbers(rows["intersection"]), width, label="both", color="C2")
     ax.scatter(
         x + width,
-        _values(rows["expected_intersection"]),
+        numbers(rows["expected_intersection"]),
         marker="_",
         s=120,
         color="black",
         zorder=3,
         label="both, by chance",
     )
-    top = np.nanmax(_values(rows[["size_a", "size_b"]].max(axis=1))) if len(rows) else 0
-    for xi, j in zip(x, _values(rows["jaccard"])):
+    top = np.nanmax(numbers(rows[["size_a", "size_b"]].max(axis=1))) if len(rows) else 0
+    for xi, j in zip(x, numbers(rows["jaccard"])):
         ax.text(xi, top * 1.04 + 0.5, f"J={j:.2f}", ha="center", va="bottom", fontsize="x-small")
     ax.set_ylim(0, top * 1.18 + 1.5)
     ax.set_xticks(x, labels)
@@ -97,9 +93,10 @@ def _compare(
     """Left: Jaccard index of each further method's regions with the first method's
     (solid: all languages' regions together; dashed: mean over languages); right: each
     method's mean perplexity increase under a language's own deactivation (solid) and
-    under the others' (dashed).  One marker per model."""
+    under the others' (dashed), shaded over its bootstrap interval where there is one.
+    One marker per model."""
     first = methods[0]
-    rows = rows.assign(_x=_values(rows[x])).dropna(subset=["_x"]).sort_values("_x")
+    rows = rows.assign(_x=numbers(rows[x])).dropna(subset=["_x"]).sort_values("_x")
     fig = new_figure(12, 4.2)
     left, right = fig.subplots(1, 2)
     for i, (model, part) in enumerate(rows.groupby("model", sort=False)):
@@ -114,20 +111,23 @@ def _compare(
                 ):
                     left.plot(
                         mine["_x"],
-                        _values(mine[column]),
+                        numbers(mine[column]),
                         color=colour,
                         linestyle=style,
                         marker=marker,
                         markersize=4,
                         label=f"{method}, {what} — {model}",
                     )
+            # the own deactivation's interval (docs/method.md §10), when there is one
+            draw = shade_interval if len(mine) > 1 else interval_bars
+            draw(right, mine["_x"], mine, "ppl_diagonal_increase", colour)
             for column, style, what in (
                 ("ppl_diagonal_increase", "-", "own"),
                 ("ppl_off_diagonal_increase", "--", "others'"),
             ):
                 right.plot(
                     mine["_x"],
-                    _values(mine[column]),
+                    numbers(mine[column]),
                     color=colour,
                     linestyle=style,
                     marker=marker,
