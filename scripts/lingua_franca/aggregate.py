@@ -289,7 +289,9 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
     xsc = []
     if record.get("xstorycloze"):
         xsc = _xstorycloze_rows(_read(record["xstorycloze"], record))
-    ablation = deactivation_columns(_read(record["ablation"], record)) if record.get("ablation") else {}
+    ablation = (
+        deactivation_columns(_read(record["ablation"], record)) if record.get("ablation") else {}
+    )
     row = {
         **ident,
         "revision": record.get("revision"),
