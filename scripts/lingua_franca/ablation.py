@@ -586,6 +586,19 @@ def write_outputs(
 ) -> dict:
     """Write every file of ``files``; ``extra`` (provenance) is added to ablation.json.
     Returns the ablation.json content."""
+    _write_tables(
+        result,
+        files,
+        f"Perplexity increase after deactivation (random {result.summary['random_fraction']:.0%})",
+    )
+    with open(files.generations, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.generations)
+    write_html(result.generations, files.generations_table, title=result.label or "generations")
+    return _write_summary(result, files, extra)
+
+
+def _write_tables(result: AblationResult, files, title: str) -> None:
+    """The deactivation table's files, which every key-neuron method writes alike."""
     from lingua_franca.plots import plot_ppl_increase  # matplotlib only when the figure is drawn
 
     files.make_folders()
@@ -595,9 +608,6 @@ def write_outputs(
     result.increase_ci.to_csv(files.increase_ci, index=False)
     result.window_nll.to_parquet(files.window_nll, index=False)
     result.conditions.to_csv(files.conditions)
-    with open(files.generations, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.generations)
-    write_html(result.generations, files.generations_table, title=result.label or "generations")
     ppl = result.perplexity
     plot_ppl_increase(
         result.increase,
@@ -606,9 +616,12 @@ def write_outputs(
         random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
         contains_zero=contains_zero(result.increase_ci, result.increase),
         ci_level=(result.summary.get("ci") or {}).get("level"),
-        title="Perplexity increase after deactivation "
-        f"(random {result.summary['random_fraction']:.0%})",
+        title=title,
     )
+
+
+def _write_summary(result: AblationResult, files, extra: Mapping | None) -> dict:
+    """ablation.json (last, so that its presence means every other file is there)."""
     summary = {
         **result.summary,
         "files": [path.name for path in files.paths().values()],  # beside this one
@@ -683,33 +696,10 @@ def write_method_outputs(
 ) -> dict:
     """Write every file of ``files``; ``extra`` (provenance) is added to its ablation.json.
     Returns the ablation.json content."""
-    from lingua_franca.plots import plot_ppl_increase
-
-    files.make_folders()
-    result.perplexity.to_csv(files.perplexity)
-    result.random_seeds.to_csv(files.seeds)
-    result.increase.to_csv(files.increase)
-    result.increase_ci.to_csv(files.increase_ci, index=False)
-    result.window_nll.to_parquet(files.window_nll, index=False)
-    result.conditions.to_csv(files.conditions)
-    ppl = result.perplexity
-    plot_ppl_increase(
-        result.increase,
-        result.conditions,
-        files.heatmap,
-        random_sd=ppl["random_sd"] / ppl["full"] * 100 if "random_sd" in ppl else None,
-        contains_zero=contains_zero(result.increase_ci, result.increase),
-        ci_level=(result.summary.get("ci") or {}).get("level"),
-        title=f"Perplexity increase after deactivating {result.summary.get('method')} regions "
-        f"(random {result.summary['random_fraction']:.0%})",
-    )
-    summary = {
-        **result.summary,
-        "files": [path.name for path in files.paths().values()],
-        **(extra or {}),
-    }
-    files.summary.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return summary
+    method, fraction = result.summary.get("method"), result.summary["random_fraction"]
+    title = f"Perplexity increase after deactivating {method} regions (random {fraction:.0%})"
+    _write_tables(result, files, title)
+    return _write_summary(result, files, extra)
 
 
 def _chosen_prompts(tokenizer, prompts, languages, prompts_per_language) -> dict[str, list[dict]]:

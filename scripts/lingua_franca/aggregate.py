@@ -173,7 +173,7 @@ def checkpoint_records(
 # ---------------------------------------------------------------------- reading
 
 
-def _read(path: str | Path, record: Mapping[str, Any]) -> dict:
+def read_result(path: str | Path, record: Mapping[str, Any]) -> dict:
     """A result file, checked to belong to ``record``: a checkpoint wired to another
     checkpoint's file would otherwise put wrong numbers in the right row."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -283,14 +283,16 @@ def _metric_bounds(m: Mapping[str, Any]) -> dict[str, float]:
 
 def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
     """The rows one checkpoint contributes to each table."""
-    m = _read(record["metrics"], record)
+    m = read_result(record["metrics"], record)
     ident = {key: record.get(key) for key in ID}
     provenance = m.get("provenance") or {}
     xsc = []
     if record.get("xstorycloze"):
-        xsc = _xstorycloze_rows(_read(record["xstorycloze"], record))
+        xsc = _xstorycloze_rows(read_result(record["xstorycloze"], record))
     ablation = (
-        deactivation_columns(_read(record["ablation"], record)) if record.get("ablation") else {}
+        deactivation_columns(read_result(record["ablation"], record))
+        if record.get("ablation")
+        else {}
     )
     row = {
         **ident,

@@ -13,7 +13,6 @@ on one checkpoint, and the comparison across checkpoints and scales.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -23,6 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lingua_franca.aggregate import (
+    deactivation_columns,
+    file_stem,
+    grid_of,
+    last_checkpoints,
+    read_result,
+)
 from lingua_franca.outputs import OutputFiles
 
 ANY_LANGUAGE = "any"  # the union of every language's region
@@ -130,28 +136,15 @@ def method_summary_names(grid: Iterable[tuple[str, str, str]], methods: Sequence
     checkpoint) triples and the configured ``methods``: none with a single method."""
     if len(methods) < 2:
         return []
-    from lingua_franca.aggregate import file_stem
-
     families = dict.fromkeys(family for _, family, _ in grid)
     return [*SUMMARY_TABLES] + [
         f"{figure}_{file_stem(f)}.png" for f in families for figure in SUMMARY_FIGURES
     ]
 
 
-def _read(path: str | Path, record: Mapping[str, Any]) -> dict:
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    source = doc.get("source") or {}
-    for key in ("model", "checkpoint"):
-        if source.get(key) not in (None, record[key]):
-            raise ValueError(f"{path} is for {key} {source[key]!r}, not {record[key]!r}")
-    return doc
-
-
 def _deactivation(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A method's regions and its deactivation table (ablation.json) in one row, with
     the columns metrics.csv has for it (intervals included)."""
-    from lingua_franca.aggregate import deactivation_columns
-
     regions = [c for c in doc.get("conditions", []) if c.get("kind") == "language"]
     k = doc.get("n_neurons")
     size = sum(int(c["neurons"]) for c in regions)
@@ -180,7 +173,7 @@ def method_tables(
     for record in records:
         ident = {key: record.get(key) for key in ident_keys}
         if ident["parameters"] is None and record.get("metrics"):  # as metrics.csv counts them
-            provenance = _read(record["metrics"], record).get("provenance") or {}
+            provenance = read_result(record["metrics"], record).get("provenance") or {}
             ident["parameters"] = provenance.get("n_parameters")
         overlap = pd.read_csv(record["overlap"], dtype={"layer": str})
         overlaps.append(overlap.assign(**ident)[ident_keys + list(overlap.columns)])
@@ -196,7 +189,7 @@ def method_tables(
                 {
                     **ident,
                     "method": method,
-                    **_deactivation(_read(docs[method], record)),
+                    **_deactivation(read_result(docs[method], record)),
                     f"jaccard_{first}": any_language.iloc[0] if len(any_language) else None,
                     f"mean_jaccard_{first}": per_language.mean() if len(per_language) else None,
                 }
@@ -219,7 +212,6 @@ def write_method_summary(
 ) -> dict[str, Path]:
     """Write ``methods.csv``, ``methods_overlap.csv`` and the figures per family, each
     to ``paths[name]`` (every name ``method_summary_names`` gives); returns them."""
-    from lingua_franca.aggregate import file_stem, grid_of, last_checkpoints
     from lingua_franca.plots import methods as figures  # matplotlib only here
 
     names = method_summary_names(grid_of(records), methods)

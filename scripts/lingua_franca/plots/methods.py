@@ -104,28 +104,16 @@ def _compare(
         for j, method in enumerate(methods):
             mine = part[part["method"] == method]
             colour = f"C{j}"
+            lines = [(right, "ppl_diagonal_increase", "-", "own")]
+            lines.append((right, "ppl_off_diagonal_increase", "--", "others'"))
             if method != first:
-                for column, style, what in (
-                    (f"jaccard_{first}", "-", "all languages"),
-                    (f"mean_jaccard_{first}", "--", "mean over languages"),
-                ):
-                    left.plot(
-                        mine["_x"],
-                        numbers(mine[column]),
-                        color=colour,
-                        linestyle=style,
-                        marker=marker,
-                        markersize=4,
-                        label=f"{method}, {what} — {model}",
-                    )
+                lines.append((left, f"jaccard_{first}", "-", "all languages"))
+                lines.append((left, f"mean_jaccard_{first}", "--", "mean over languages"))
             # the own deactivation's interval (docs/method.md §10), when there is one
             draw = shade_interval if len(mine) > 1 else interval_bars
             draw(right, mine["_x"], mine, "ppl_diagonal_increase", colour)
-            for column, style, what in (
-                ("ppl_diagonal_increase", "-", "own"),
-                ("ppl_off_diagonal_increase", "--", "others'"),
-            ):
-                right.plot(
+            for ax, column, style, what in lines:
+                ax.plot(
                     mine["_x"],
                     numbers(mine[column]),
                     color=colour,
