@@ -158,7 +158,7 @@ def test_the_cache_is_the_hubs_layout(fetched, remote):
 STEP = ("bigscience/bloom-7b1-intermediate", "global_step100000")
 LOAD = """
 import json, sys
-from lingua_franca.models import load_model
+from lingua_franca.models import load_model, provenance_attrs
 out = {}
 try:  # a branch the fetch step did not download
     load_model("bigscience/bloom-7b1-intermediate", revision="global_step1000")
@@ -175,6 +175,7 @@ model, tok = load_model(
     tokenizer_revision="main",
 )
 out["with"] = model.lingua_franca_source
+out["commit"] = provenance_attrs(model, tok)["commit"]
 out["vocab"] = len(tok)
 out["embeddings"] = model.get_input_embeddings().weight.double().sum().item()
 print("RESULT" + json.dumps(out))
@@ -207,6 +208,8 @@ def test_an_intermediate_checkpoint_loads_offline_with_the_final_models_tokenize
     assert "tokenizer: {hub_id: bigscience/bloom-7b1}" in out["without"]
     assert out["with"]["tokenizer"] == {"location": "bigscience/bloom-7b1", "revision": "main"}
     assert out["vocab"] == 400
+    # provenance names the commit of the branch, read from the cache's snapshot folder
+    assert out["commit"] == remote.commit(*STEP)
     # the weights are the branch's pytorch_model.bin
     state = torch.load(io.BytesIO(remote.repos["model", *STEP]["pytorch_model.bin"]))
     expected = next(v for k, v in state.items() if k.endswith("word_embeddings.weight"))

@@ -184,6 +184,14 @@ def checkpoint_folder(model: nn.Module) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
+def snapshot_commit(folder: Path | None) -> str | None:
+    """The commit of a Hub cache snapshot (``.../snapshots/<commit>``, the folder
+    ``checkpoint_folder`` gives for a Hub model), else None.  transformers 5 no longer
+    sets ``config._commit_hash`` when it loads from the cache offline."""
+    in_cache = folder is not None and folder.parent.name == "snapshots"
+    return folder.name if in_cache and re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+
+
 def weight_files(folder: str | os.PathLike) -> list[str]:
     """Names (relative to ``folder``) of the weight files ``from_pretrained`` loads
     from it: safetensors when there are any, else the PyTorch pickles; every shard a
@@ -304,7 +312,8 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
             "model", getattr(config, "_name_or_path", None) or type(model).__name__
         ),
         "revision": source.get("revision"),
-        "commit": getattr(config, "_commit_hash", None),
+        "commit": getattr(config, "_commit_hash", None)
+        or snapshot_commit(checkpoint_folder(model)),
         "model_type": getattr(config, "model_type", None),
         "weights_fingerprint": None if files is None else _fingerprint(files),
         "weights_files": files,
