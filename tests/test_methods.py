@@ -18,7 +18,7 @@ from helpers import (
     write_activation_store,
 )
 from lingua_franca import lape, pipeline, zscore
-from lingua_franca.ablation import compute_ablation, random_fraction
+from lingua_franca.ablation import compute_ablation, compute_method_ablation, random_fraction
 from lingua_franca.bootstrap import BootstrapSettings
 from lingua_franca.comparison import (
     ANY_LANGUAGE,
@@ -385,6 +385,60 @@ def test_one_ablation_job_deactivates_every_methods_regions_on_one_model_load(
     assert summary["ci"] == direct.summary["ci"] and summary["ci"]["resamples"] == 50
     nll = pd.read_parquet(files["methods_window_nll"])
     pd.testing.assert_frame_equal(nll, direct.window_nll)
+
+
+def test_a_further_method_reuses_the_full_model_pass(tmp_path):
+    """The full model's windows are evaluated once per job: a further method's table
+    takes the z-score run's full-model NLLs, and its numbers stay those of a run that
+    measures everything itself."""
+    model, tokenizer = tiny_model("bloom"), tiny_tokenizer()
+    widths = [64, 64]
+    _, lape_table = ablation_inputs(tmp_path, widths)
+    common = {"seqlen": 8, "batch_size": 3, "seeds": [0], "progress": False}
+    z = regions([("en", 0, 1), ("de", 1, 5)])
+    reference = compute_ablation(model, tokenizer, z, widths, TEXTS, {}, ABLATE_LANGS, **common)
+    windows = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: windows.append(1), with_kwargs=True
+    )
+    try:
+        reused = compute_method_ablation(
+            model,
+            tokenizer,
+            lape_table,
+            widths,
+            TEXTS,
+            ABLATE_LANGS,
+            method="lape",
+            reference=reference,
+            **common,
+        )
+        reused_calls, windows[:] = len(windows), []
+        alone = compute_method_ablation(
+            model, tokenizer, lape_table, widths, TEXTS, ABLATE_LANGS, method="lape", **common
+        )
+        alone_calls = len(windows)
+    finally:
+        hook.remove()
+    # one forward call per batch of 3 windows: exactly the full model's batches are spared
+    texts = reference.summary["perplexity_text"]
+    full_batches = sum(-(-texts[lang]["windows"] // 3) for lang in TEXTS)
+    assert full_batches > 0 and alone_calls - reused_calls == full_batches
+    assert reused.summary["full_matches_reference"] is True
+    pd.testing.assert_frame_equal(reused.perplexity, alone.perplexity)
+    pd.testing.assert_frame_equal(reused.window_nll, alone.window_nll)
+    with pytest.raises(ValueError, match="full-model NLLs of language 'de': 0 values"):
+        compute_ablation(
+            model,
+            tokenizer,
+            lape_table,
+            widths,
+            TEXTS,
+            {},
+            ABLATE_LANGS,
+            full={"en": reference.full_nlls()["en"]},
+            **common,
+        )
 
 
 def test_the_method_files_must_match_the_methods():

@@ -422,6 +422,16 @@ class AblationResult:
     label: str = ""  # model and checkpoint, for titles
     increase_ci: pd.DataFrame | None = None  # (language, condition, lo, hi, status) per cell
     window_nll: pd.DataFrame | None = None  # (condition, seed, language, window, nll, tokens)
+    probe: float = math.nan  # the full model's perplexity on the first window, batch 1
+
+    def full_nlls(self) -> dict[str, np.ndarray]:
+        """{language: (W,) window NLLs} of the full model, for :func:`compute_ablation`'s
+        ``full`` on the same loaded model."""
+        rows = self.window_nll[self.window_nll["condition"] == "full"]
+        return {
+            lang: part.sort_values("window")["nll"].to_numpy()
+            for lang, part in rows.groupby("language", sort=False)
+        }
 
 
 def compute_ablation(
@@ -442,6 +452,7 @@ def compute_ablation(
     progress: bool = True,
     label: str = "",
     bootstrap: BootstrapSettings | None = None,
+    full: Mapping[str, np.ndarray] | None = None,
 ) -> AblationResult:
     """Evaluate every condition on one loaded model; write nothing.
 
@@ -452,7 +463,9 @@ def compute_ablation(
     language's deactivation.  Inputs are checked before the first forward pass.
     ``label`` (model and checkpoint) starts error messages.  With ``bootstrap``
     (analysis.bootstrap, resamples > 0) every increase cell gets a paired interval
-    over the windows (docs/method.md §10).
+    over the windows (docs/method.md §10).  ``full`` ({language: window NLLs}, from
+    :meth:`AblationResult.full_nlls` of an earlier run on this model and these texts)
+    stands for the full-model pass, which is then not run again.
     """
     languages, seeds = [str(lang) for lang in languages], [int(s) for s in seeds]
     if not seeds:
@@ -483,7 +496,15 @@ def compute_ablation(
     runs += [("random", s, random_neurons(widths, fraction, s)) for s in seeds]
     runs += [(lang, None, regions[lang]) for lang in deactivated]
     nll: dict = {}
-    results = _perplexities(model, runs, wins, batch_size, neuron_module, progress, label, nll)
+    results = {}
+    if full is not None:
+        nll["full", None] = _given_full_nlls(full, wins)
+        results["full", None] = {
+            lang: perplexity_from_nlls(values, seqlen - 1)
+            for lang, values in nll["full", None].items()
+        }
+    measured = runs[1:] if full is not None else runs
+    results |= _perplexities(model, measured, wins, batch_size, neuron_module, progress, label, nll)
     gen_runs = [(name, neurons) for name, seed, neurons in runs if seed is None]
     generations = _generations(
         model, tokenizer, gen_runs, chosen, max_new_tokens, batch_size, neuron_module, progress
@@ -578,6 +599,7 @@ def compute_ablation(
         label,
         increase_ci=increase_ci,
         window_nll=window_nll_table(nll, seqlen - 1),
+        probe=probe_before,
     )
 
 
@@ -665,10 +687,11 @@ def compute_method_ablation(
     """The deactivation table of a further method's regions (``key_neurons``: its
     language, layer, neuron rows) on the model already loaded: ``compute_ablation``
     (``settings``: its keywords) without generations, so every rule of docs/method.md §5
-    holds for it.  Its random baseline follows §5's rule on its own regions.  The full
-    model is measured again: with ``reference`` (the z-score run on the same model) a
-    full-model perplexity that is not bitwise the same is warned about, and
-    ``full_matches_reference`` says which."""
+    holds for it.  Its random baseline follows §5's rule on its own regions.  With
+    ``reference`` (the z-score run on the same model and texts) its full-model window
+    NLLs are reused, not measured again: ``full_matches_reference`` says whether the
+    model gave that run's perplexity on the probe window bit for bit (a mismatch is
+    warned about); without it the full model is measured."""
     result = compute_ablation(
         model,
         tokenizer,
@@ -678,15 +701,18 @@ def compute_method_ablation(
         {},
         languages,
         prompts_per_language=0,
+        full=None if reference is None else reference.full_nlls(),
         **settings,
     )
     summary = {key: value for key, value in result.summary.items() if key != "generation"}
     summary["method"] = method
     if reference is not None:
-        same = bool(reference.perplexity["full"].equals(result.perplexity["full"]))
+        same = result.probe == reference.probe
         summary["full_matches_reference"] = same
         if not same:
-            warnings.warn(f"{method}: the full model's perplexities differ from the first run's")
+            warnings.warn(
+                f"{method}: the full model's probe perplexity differs from the first run's"
+            )
     result.summary = summary
     return result
 
@@ -731,6 +757,20 @@ def _perplexity_tables(results, evaluated, languages, seeds, deactivated):
     for lang in languages:
         ppl[lang] = pd.Series(results[lang, None]) if lang in deactivated else np.nan
     return ppl, per_seed
+
+
+def _given_full_nlls(full: Mapping[str, np.ndarray], wins: Mapping) -> dict:
+    """The full model's window NLLs handed to compute_ablation, checked to cover every
+    evaluated language with one value per window."""
+    given = {}
+    for lang, w in wins.items():
+        values = np.asarray(full.get(lang, ()), dtype=np.float64)
+        if len(values) != len(w):
+            raise ValueError(
+                f"full-model NLLs of language {lang!r}: {len(values)} values for {len(w)} windows"
+            )
+        given[lang] = values
+    return given
 
 
 def _perplexities(
