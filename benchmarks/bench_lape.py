@@ -30,30 +30,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_metrics import LANGUAGES, proc_status_mib, store_shape_arguments
+from bench_metrics import proc_status_mib, store_shape_arguments, synthetic_writer
 from lingua_franca import lape
-from lingua_franca.store import ActivationStore, StoreWriter
+from lingua_franca.store import ActivationStore
 
 
 def make_store(path: Path, n_lang: int, n_items: int, n_layers: int, width: int, seed: int):
     """Synthetic activity counts, one language block (all layers) at a time."""
     rng = np.random.default_rng(seed)
-    langs = [LANGUAGES[i] if i < len(LANGUAGES) else f"l{i}" for i in range(n_lang)]
-    items = [f"item{v:04d}" for v in range(n_items)]
     k = n_layers * width
     base = rng.beta(0.5, 2.0, k).astype(np.float32)  # a neuron's rate in every language
     owner = np.where(rng.uniform(size=k) < 0.02, rng.integers(0, n_lang, k), -1)
     activity = {"pattern": "synthetic", "side": "output", "kind": "neuron", "active": "value > 0"}
-    with StoreWriter(
-        path,
-        [lang for lang in langs for _ in items],
-        items * n_lang,
-        [width] * n_layers,
-        attrs={"synthetic": True},
-        activity=activity,
-    ) as writer:
+    with synthetic_writer(path, n_lang, n_items, n_layers, width, activity=activity) as writer:
         zeros = np.zeros((n_items, width), np.float32)
-        for index, _ in enumerate(langs):
+        for index in range(n_lang):
             n_tokens = rng.integers(5, 61, n_items).astype(np.int32)
             rates = np.where(owner == index, 0.9, np.where(owner >= 0, 0.01, base))
             active = [

@@ -51,6 +51,23 @@ from lingua_franca.store import ActivationStore, StoreWriter
 LANGUAGES = ["en", "zh", "fr", "es", "pt", "ar", "vi", "hi", "id"]
 
 
+def synthetic_writer(
+    path: Path, n_lang: int, n_items: int, n_layers: int, width: int, **options
+) -> StoreWriter:
+    """A StoreWriter for n_lang language blocks of n_items samples each (the paper's
+    layout), to be written one language block at a time; ``options`` go to it."""
+    langs = [LANGUAGES[i] if i < len(LANGUAGES) else f"l{i}" for i in range(n_lang)]
+    items = [f"item{v:04d}" for v in range(n_items)]
+    return StoreWriter(
+        path,
+        [lang for lang in langs for _ in items],
+        items * n_lang,
+        [width] * n_layers,
+        attrs={"synthetic": True},
+        **options,
+    )
+
+
 def make_store(path: Path, n_lang: int, n_items: int, n_layers: int, width: int, seed: int):
     """Synthetic activations: always-on part + language part + item part + noise.
 
@@ -58,19 +75,11 @@ def make_store(path: Path, n_lang: int, n_items: int, n_layers: int, width: int,
     has the paper's layout and LRDS, SADS and key regions are all non-trivial.
     """
     rng = np.random.default_rng(seed)
-    langs = [LANGUAGES[i] if i < len(LANGUAGES) else f"l{i}" for i in range(n_lang)]
-    items = [f"item{v:04d}" for v in range(n_items)]
     shape = (n_layers, width)
     base = np.abs(rng.standard_normal(shape, dtype=np.float32))
     item_part = 0.4 * rng.standard_normal((n_items, *shape), dtype=np.float32)
-    with StoreWriter(
-        path,
-        [lang for lang in langs for _ in items],
-        items * n_lang,
-        [width] * n_layers,
-        attrs={"synthetic": True},
-    ) as writer:
-        for _ in langs:
+    with synthetic_writer(path, n_lang, n_items, n_layers, width) as writer:
+        for _ in range(n_lang):
             lang_part = 0.4 * rng.standard_normal(shape, dtype=np.float32)
             rows = []
             for m in range(n_layers):
