@@ -1,7 +1,9 @@
 # Deactivating key linguistic regions: perplexity of every language with the full
 # model, with each language's key neurons zeroed, and with random neurons zeroed;
 # the percent-increase table and heatmap; greedy generations of every prompt language
-# under the full model and every language's deactivation (paper Appendix A).
+# under the full model and every language's deactivation (paper Appendix A); sampled
+# continuations under every condition of every method, and the language each is
+# written in (docs/method.md §11).
 # The same job, on the same loaded model, deactivates the regions of every further
 # key-neuron method (LAPE; rules/methods.smk) and writes their tables under
 # methods/<name>/ (lists in the order of FURTHER_METHODS).
@@ -37,6 +39,18 @@ rule ablate_key_neurons:
             "results/{model}/{checkpoint}/generations.html"
         ),
         summary="results/{model}/{checkpoint}/ablation.json",
+        # the language of sampled continuations under every condition (docs/method.md §11)
+        language_table=checkpoint_report(
+            "results/{model}/{checkpoint}/language_of_generations.csv"
+        ),
+        language_texts="results/{model}/{checkpoint}/sampled_generations.jsonl",
+        language_summary="results/{model}/{checkpoint}/language_of_generations.json",
+        language_retention=checkpoint_report(
+            "results/{model}/{checkpoint}/language_retention.png"
+        ),
+        language_destinations=checkpoint_report(
+            "results/{model}/{checkpoint}/language_destinations.png"
+        ),
         methods_perplexity=method_report(
             expand(
                 "results/{{model}}/{{checkpoint}}/methods/{method}/perplexity.csv",

@@ -20,6 +20,8 @@ rule aggregate:
             rules.ablate_key_neurons.output.methods_summary
         ),
         bootstrap=per_checkpoint(rules.compute_metrics.output.bootstrap),
+        # the language of sampled continuations (docs/method.md §11)
+        language=per_checkpoint(rules.ablate_key_neurons.output.language_summary),
     output:
         summary_outputs("results/summary/{name}"),
     log:
@@ -34,5 +36,6 @@ rule aggregate:
         checkpoints=CHECKPOINTS,  # in the order of each input list
         methods=[PAPER_METHOD, *FURTHER_METHODS],
         bootstrap=CFG.analysis["bootstrap"],  # for the captions: what the intervals are
+        samples=CFG.analysis["generation"]["samples"],
     script:
         "../scripts/aggregate.py"

@@ -19,6 +19,7 @@ from lingua_franca.config import ConfigError, load_config
 from lingua_franca.fetch import fetched_data
 from lingua_franca.aggregate import SUMMARY_PAGE, config_grid, summary_names
 from lingua_franca.comparison import method_summary_names
+from lingua_franca.language_of_generations import language_summary_names
 from lingua_franca.methods import METHODS, PAPER_METHOD, further_methods
 
 # a config error stops the run here, before any job is planned: nothing is deleted
@@ -233,8 +234,10 @@ def summary_outputs(pattern):
     flagged for the report."""
     flagged = []
     methods = [PAPER_METHOD, *FURTHER_METHODS]
-    names = summary_names(config_grid(CFG)) + method_summary_names(
-        config_grid(CFG), methods
+    names = (
+        summary_names(config_grid(CFG))
+        + method_summary_names(config_grid(CFG), methods)
+        + language_summary_names(config_grid(CFG), CFG.analysis["generation"]["samples"])
     )
     for name in names + [SUMMARY_PAGE]:
         stem = Path(name).stem
@@ -244,6 +247,9 @@ def summary_outputs(pattern):
                 "methods_evolution",
                 "methods_scale",
                 "methods",
+                "language_evolution",
+                "language_scale",
+                "language_of_generations",
                 "evolution",
                 "scale",
                 "key_layers",
@@ -253,6 +259,8 @@ def summary_outputs(pattern):
             if stem.startswith(k)
         )
         caption = f"{kind}.rst" if kind else "summary_csv.rst"
+        if kind == "language_of_generations":  # the per-checkpoint table's caption differs
+            caption = "language_summary.rst"
         if name == SUMMARY_PAGE:
             caption, stem = "summary_table.rst", "summary table"
         category = "2. Across checkpoints and scales" if kind else "1. Summary"

@@ -8,8 +8,8 @@ rule prepare_toy_text:
     input:
         CFG.toy["training_text"] if CFG.toy else [],
     output:
-        train="results/data/toy_train.txt",
-        valid="results/data/toy_valid.txt",
+        train="results/data/toy_train.jsonl",
+        valid="results/data/toy_valid.jsonl",
     log:
         "logs/toy/prepare_toy_text.log",
     conda:
@@ -20,6 +20,9 @@ rule prepare_toy_text:
         runtime=10,
     params:
         validation_fraction=CFG.toy["validation_fraction"] if CFG.toy else None,
+        paragraphs_per_document=(
+            CFG.toy["paragraphs_per_document"] if CFG.toy else None
+        ),
         seed=CFG.analysis["seed"],
     script:
         "../scripts/prepare_toy_text.py"

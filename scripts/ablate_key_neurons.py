@@ -1,4 +1,5 @@
-"""Rule ablate_key_neurons: perplexity under each deactivation, table, heatmap, generations."""
+"""Rule ablate_key_neurons: perplexity under each deactivation, table, heatmap, generations,
+the language of sampled generations."""
 
 import torch
 from lingua_franca.logs import log_to
@@ -23,4 +24,5 @@ with log_to(snakemake.log[0]):
         prompts_per_language=snakemake.params.generation["prompts_per_language"],
         methods=dict(zip(snakemake.params.methods, snakemake.input.methods)),
         bootstrap=snakemake.params.bootstrap,
+        sampling=snakemake.params.generation,
     )

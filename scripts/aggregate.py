@@ -15,8 +15,10 @@ with log_to(snakemake.log[0]):
                 "bootstrap",
                 "overlap",
                 "methods_ablation",
+                "language",
             )
         },
         list(snakemake.output),
         methods=snakemake.params.methods,
+        samples=snakemake.params.samples,
     )

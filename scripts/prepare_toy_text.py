@@ -10,4 +10,5 @@ with log_to(snakemake.log[0]):
         snakemake.params.seed,
         snakemake.output.train,
         snakemake.output.valid,
+        snakemake.params.paragraphs_per_document,
     )

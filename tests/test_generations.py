@@ -3,6 +3,8 @@ stop at end-of-sequence, batched equal to one prompt at a time, the Table 2 layo
 and the choice of prompts (Genesis 1:1–1:3 for a Bible corpus)."""
 
 import contextlib
+import math
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -18,7 +20,16 @@ from helpers import (
 )
 from lingua_franca.activations import tokenize
 from lingua_franca.corpora import CorpusError, choose_prompts
-from lingua_franca.generations import generate_all, greedy, left_pad, table, write_html
+from lingua_franca.generations import (
+    NucleusSampler,
+    Sampling,
+    generate_all,
+    greedy,
+    left_pad,
+    sample,
+    table,
+    write_html,
+)
 
 PROMPTS = [
     "the cat sat on the mat",
@@ -202,3 +213,86 @@ def test_other_corpora_use_the_first_probe_items_or_the_config():
     assert chosen["prompts"]["zh"] == [{"item": None, "text": "一"}]
     with pytest.raises(CorpusError, match=r"no prompt for \['zh'\]"):
         choose_prompts(section, {**given, "prompts": {"en": ["One"]}}, ["en", "zh"], probe)
+
+
+# ------------------------------------------------------------------ sampling (§11)
+
+
+def _kept_by_transformers(logits, temperature, top_p):
+    """The tokens transformers' own temperature and top-p warpers leave finite."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    scores = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    return torch.isfinite(TopPLogitsWarper(top_p)(None, scores))
+
+
+@pytest.mark.parametrize("spread", [0.5, 3.0, 8.0])
+def test_the_nucleus_is_the_one_transformers_keeps(spread):
+    """NucleusSampler looks for the nucleus among the top candidates first and sorts
+    the whole vocabulary only when they hold too little mass: it draws only tokens of
+    the library's top-p set, and with many draws every token of that set."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 600, generator=generator) * spread
+    sampling = Sampling(temperature=0.8, top_p=0.9)
+    kept = _kept_by_transformers(logits, 0.8, 0.9)
+    sampler = NucleusSampler(sampling, seed=0, candidates=16)
+    drawn = torch.zeros_like(kept)
+    for _ in range(3000):
+        out = sampler(None, logits)
+        assert (out == 0).sum(-1).tolist() == [1] * 4  # one token per row, the rest -inf
+        drawn |= out == 0
+    assert not (drawn & ~kept).any()
+    small = kept.sum(-1) <= 40  # a nucleus small enough to be seen whole in 3000 draws
+    assert (drawn[small] == kept[small]).all()
+    # spread 0.5: every nucleus reaches beyond the 16 candidates (the whole sort);
+    # spread 8: every one lies within them
+    assert small.all() if spread == 8.0 else not small.any() or spread == 3.0
+
+
+def test_the_drawn_shares_follow_the_renormalised_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    sampler = NucleusSampler(Sampling(temperature=1.0, top_p=0.9), seed=3)
+    counts = Counter(int((sampler(None, logits) == 0).nonzero()[0, 1]) for _ in range(6000))
+    assert 3 not in counts  # 0.5 + 0.3 + 0.15 = 0.95 ≥ 0.9 before it
+    for token, p in ((0, 0.5 / 0.95), (1, 0.3 / 0.95), (2, 0.15 / 0.95)):
+        assert counts[token] / 6000 == pytest.approx(p, abs=0.025)
+
+
+def test_suppressed_tokens_are_never_drawn():
+    logits = torch.zeros(2, 5)
+    logits[:, 2] = 50.0  # the end-of-sequence token would win every draw
+    sampler = NucleusSampler(Sampling(), seed=0, suppress=[2])
+    assert all((sampler(None, logits)[:, 2] == -math.inf).all() for _ in range(50))
+
+
+def test_sampling_is_seeded_exact_length_and_leaves_the_global_rng(tokenizer):
+    model = tiny_model("llama")
+    ids = tokenize(tokenizer, PROMPTS[:3])
+    eos = tokenizer.eos_token_id
+    state = torch.random.get_rng_state()
+    first = sample(model, ids, 20, eos, Sampling(), seed=5, suppress=[eos])
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert sample(model, ids, 20, eos, Sampling(), seed=5, suppress=[eos]) == first
+    assert sample(model, ids, 20, eos, Sampling(), seed=6, suppress=[eos]) != first
+    assert [len(row) for row in first] == [20, 20, 20]
+    assert all(eos not in row for row in first)
+
+
+def test_sampled_records_carry_their_batch_seed(tokenizer):
+    model = tiny_model("bloom")
+    prompts = {"en": [{"item": str(i), "text": t} for i, t in enumerate(PROMPTS[:3])]}
+    records = generate_all(
+        model,
+        tokenizer,
+        [("full", {}), ("x", {})],
+        prompts,
+        4,
+        2,
+        lambda n: contextlib.nullcontext(),
+        sampling=Sampling(seed=10),
+    )
+    assert [r["seed"] for r in records] == [10, 10, 11] * 2
+    # the same batches and seeds under every condition: the same draws where nothing differs
+    assert [r["continuation_ids"] for r in records[:3]] == [
+        r["continuation_ids"] for r in records[3:]
+    ]

@@ -106,3 +106,37 @@ def test_training_saves_every_step_deterministically(tokenizer_dir, tmp_path, ar
 def test_bloom_rejects_a_custom_mlp_width():
     with pytest.raises(ValueError, match="4 × hidden_size"):
         toy.build_model({**TOY_SPEC, "architecture": "bloom", "intermediate_size": 10}, 100, {})
+
+
+def test_training_text_is_same_language_documents(tmp_path):
+    """The toy models train on documents of one language each, several paragraphs
+    long, with end-of-sequence only where a document ends (docs/method.md §11): so a
+    paragraph is followed by more of its language, not by end-of-sequence and then
+    whatever language is commonest."""
+    rows = ["id\tlang\ttext"] + [
+        f"t{i:03d}\t{lang}\t{lang} paragraph {i}."
+        for i in range(1, 21)
+        for lang in ("en", "fr", "zh")
+    ]
+    source = tmp_path / "train.tsv"
+    source.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    train, valid = tmp_path / "train.jsonl", tmp_path / "valid.jsonl"
+    toy.write_training_split([str(source)], 0.1, 0, train, valid, paragraphs_per_document=3)
+    docs = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines()]
+    held = [json.loads(line) for line in valid.read_text(encoding="utf-8").splitlines()]
+    for doc in docs + held:
+        paragraphs = doc["text"].split("\n")
+        assert 1 <= len(paragraphs) <= 3 and len(paragraphs) == len(doc["items"])
+        assert all(p.startswith(doc["lang"] + " paragraph") for p in paragraphs)
+    train_items = {(i, d["lang"]) for d in docs for i in d["items"]}
+    valid_items = {i for d in held for i in d["items"]}
+    assert len(train_items) == 18 * 3 and len(valid_items) == 2
+    assert not {i for i, _ in train_items} & valid_items  # whole items held out
+    assert toy.read_documents(train) == [d["text"] for d in docs]
+    # the documents' languages are mixed in the file, not in blocks
+    assert len({d["lang"] for d in docs[:4]}) > 1
+    # one end-of-sequence per document, at its end
+    tok = toy.train_tokenizer([d["text"] for d in docs], vocab_size=300, out_dir=tmp_path / "tok")
+    stream = toy.token_stream([d["text"] for d in docs], tok).tolist()
+    ends = [i for i, t in enumerate(stream) if t == tok.eos_token_id]
+    assert len(ends) == len(docs) and ends[-1] == len(stream) - 1

@@ -423,6 +423,9 @@ class AblationResult:
     increase_ci: pd.DataFrame | None = None  # (language, condition, lo, hi, status) per cell
     window_nll: pd.DataFrame | None = None  # (condition, seed, language, window, nll, tokens)
     probe: float = math.nan  # the full model's perplexity on the first window, batch 1
+    # the neurons each condition zeroed: "random" (its first seed's draw) and every
+    # language with a region, for the experiments that run under the same conditions
+    regions: dict[str, Neurons] = field(default_factory=dict)
 
     def full_nlls(self) -> dict[str, np.ndarray]:
         """{language: (W,) window NLLs} of the full model, for :func:`compute_ablation`'s
@@ -600,6 +603,11 @@ def compute_ablation(
         increase_ci=increase_ci,
         window_nll=window_nll_table(nll, seqlen - 1),
         probe=probe_before,
+        regions={
+            name: neurons
+            for name, seed, neurons in runs
+            if name != "full" and seed in (None, seeds[0])
+        },
     )
 
 

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from lingua_franca.config import Config, ConfigError
-from lingua_franca.corpora import CorpusError, load_probe_corpus, source_files
+from lingua_franca.corpora import CorpusError, load_probe_corpus, prompt_pool, source_files
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 ITEM_COUNTS = "probe_items.json"  # in cache_dir: corpus item counts by file stamps
@@ -51,6 +51,7 @@ def preflight(
     """
     problems, missing = _path_problems(cfg, fetched)
     problems += _data_problems(cfg, missing, count_items, cache_dir, fetched)
+    problems += _identifier_problems(cfg)
     root = Path(root).resolve() if root is not None else None
     elsewhere = root is not None and Path.cwd().resolve() != root
     if problems:
@@ -139,13 +140,24 @@ def data_problems(
     except CorpusError as err:
         return files, [f"data.probe: {err}"]
     n_items = section["n_items"]
+    where = files[0] if len(files) == 1 else options.get(option)
     if n_items is not None and n_items > count:
-        where = files[0] if len(files) == 1 else options.get(option)
         problem = (
             f"data.probe.n_items: {n_items} is more than the corpus holds,"
             f" {count} items in every language ({where})"
         )
         return files, [problem]
+    samples = cfg.analysis["generation"]["samples"]
+    if samples:
+        pool = probe_item_count(source, options, languages, files, cache_dir, pool=True)
+        unused = pool - (count if n_items is None else n_items)
+        if samples > unused:
+            problem = (
+                f"analysis.generation.samples: {samples} prompts per language asked, but only"
+                f" {unused} items of the probe corpus are not in the probe ({where}); lower"
+                " samples or data.probe.n_items (docs/method.md §11)"
+            )
+            return files, [problem]
     return files, []
 
 
@@ -167,12 +179,14 @@ def probe_item_count(
     languages: list[str],
     files: list[Path],
     cache_dir: str | os.PathLike | None = None,
+    pool: bool = False,
 ) -> int:
     """Items of the probe corpus present in every language, read and validated as
-    ``prepare_probe`` reads them (a CorpusError names what is wrong). With
-    ``cache_dir``, the count is kept there under the files' sizes and modification
-    times, and read back while none of them changes."""
-    stamp = [source, options, languages]
+    ``prepare_probe`` reads them (a CorpusError names what is wrong); with ``pool``,
+    the items a sampled prompt may come from (``corpora.prompt_pool``, the probe's
+    included). With ``cache_dir``, the count is kept there under the files' sizes and
+    modification times, and read back while none of them changes."""
+    stamp = [source, options, languages] + (["pool"] if pool else [])
     for f in files:
         stat = f.stat()
         stamp.append([str(f), stat.st_size, stat.st_mtime_ns])
@@ -186,13 +200,28 @@ def probe_item_count(
             counts = {}  # a damaged cache is only a cache
     if key in counts:
         return int(counts[key])
-    count = int(load_probe_corpus(source, options, languages)["id"].nunique())
+    read = prompt_pool if pool else load_probe_corpus
+    count = int(read(source, options, languages)["id"].nunique())
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps({**counts, key: count}), encoding="utf-8")
         tmp.replace(cache)
     return count
+
+
+def _identifier_problems(cfg: Config) -> list[str]:
+    """With the language statistics on, every study language must be one the language
+    identifier can name (docs/method.md §11)."""
+    if not cfg.analysis["generation"]["samples"]:
+        return []
+    from lingua_franca.language_id import check_languages
+
+    try:
+        check_languages(cfg.languages)
+    except ValueError as err:
+        return [f"analysis.generation.samples: {err}"]
+    return []
 
 
 def _notes(cfg: Config) -> list[str]:

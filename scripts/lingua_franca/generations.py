@@ -1,12 +1,15 @@
-"""Greedy generations under deactivation, and their table (docs/method.md §5; paper
-Appendix A, Tables 2 and 3).
+"""Generations under deactivation: the paper's greedy table (docs/method.md §5; paper
+Appendix A, Tables 2 and 3) and the sampling protocol of the language statistics
+(docs/method.md §11).
 
 Every condition (the full model and each language's key region zeroed) continues
 every prompt of every language: prompt language × condition, as in the paper's
-tables.  Decoding is plain greedy (the argmax of the model's own logits) for exactly
+tables.  Greedy decoding is the argmax of the model's own logits for exactly
 ``max_new_tokens`` tokens: an end-of-sequence token does not stop it, and where the
 first one came is recorded, because what a damaged model does after that point is
-part of what the table shows.
+part of what the table shows.  Sampling (:func:`sample`) draws from the temperature-
+and top-p-filtered distribution with end-of-sequence suppressed, for exactly
+``max_new_tokens`` tokens, each batch from its own seed.
 
 Prompts are batched with left padding and an attention mask; ``generate`` derives
 the positions from the mask, so a batch gives the tokens one prompt at a time gives,
@@ -17,7 +20,9 @@ for absolute-position models too (tested on every architecture of
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -83,6 +88,112 @@ def greedy(
     return new
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling protocol (docs/method.md §11): temperature, nucleus (top-p), and the
+    seed of the first batch (batch b of a run draws from seed + b, whatever the
+    condition, so two conditions see the same random numbers)."""
+
+    temperature: float = 0.8
+    top_p: float = 0.9
+    seed: int = 0
+
+
+class NucleusSampler:
+    """A logits processor that draws the next token itself: softmax(logits /
+    temperature) with ``suppress`` removed, cut to the nucleus (the most probable
+    tokens, in order, while the mass before them is below ``top_p``: the tokens the
+    library's top-p warper keeps), renormalised, and sampled by inverse CDF from its
+    own seeded generator.  It returns logits that are -inf but at the drawn token, so
+    ``generate`` runs greedy and keeps everything else it does (caches, masks,
+    positions).
+
+    Why not the library's sampling: its warper sorts the whole vocabulary at every
+    step (7 ms for 64 × 2,048 on a CPU core, 1.5 s for BLOOM's 250,880) and draws
+    with ``torch.multinomial`` from the global RNG.  Here the nucleus is looked for
+    among the ``candidates`` most probable tokens first (one ``topk``); only when a
+    row's candidates hold less than ``top_p`` is the whole vocabulary sorted.  The
+    kept set is the same, because a token outside the top ``candidates`` has at least
+    their mass before it."""
+
+    def __init__(
+        self, sampling: Sampling, seed: int, suppress: Sequence[int] = (), candidates: int = 256
+    ):
+        self.sampling, self.suppress, self.candidates = sampling, list(suppress), candidates
+        self.seed, self.generator = seed, None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.generator is None:
+            self.generator = torch.Generator(device=scores.device).manual_seed(self.seed)
+        logits = scores.float() / self.sampling.temperature
+        if self.suppress:
+            logits[:, self.suppress] = -math.inf
+        probs = torch.softmax(logits, dim=-1)
+        k = min(self.candidates, probs.shape[-1])
+        top, index = torch.topk(probs, k, dim=-1)  # descending
+        if (top.sum(-1) < self.sampling.top_p).any():  # a nucleus beyond the candidates
+            top, index = torch.sort(probs, dim=-1, descending=True)
+        before = torch.cumsum(top, dim=-1) - top  # mass strictly before each token
+        kept = torch.where(before < self.sampling.top_p, top, torch.zeros_like(top))
+        kept[:, 0] = top[:, 0]  # the most probable token is always kept
+        cdf = torch.cumsum(kept, dim=-1)
+        u = torch.rand(len(cdf), 1, generator=self.generator, device=cdf.device) * cdf[:, -1:]
+        pick = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
+        chosen = index.gather(1, pick)
+        out = torch.full_like(scores, -math.inf)
+        return out.scatter_(1, chosen, 0.0)
+
+
+@torch.inference_mode()
+def sample(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    sampling: Sampling,
+    seed: int,
+    suppress: Sequence[int] = (),
+) -> list[list[int]]:
+    """Exactly ``max_new_tokens`` sampled token ids after each prompt (a batch), from
+    ``seed`` (:class:`NucleusSampler`); the tokens of ``suppress`` (end-of-sequence)
+    are never drawn.
+
+    As in :func:`greedy`, a neutral generation config stands in for the model's (no
+    top-k, repetition penalty or banned n-grams): nothing but temperature and top-p
+    shapes the distribution.  The caller's random state is not touched."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    device = model.get_input_embeddings().weight.device
+    input_ids, mask = left_pad(prompts, pad_id)
+    neutral = GenerationConfig(
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=None,
+        eos_token_id=[],
+        pad_token_id=pad_id,
+    )
+    saved = model.generation_config
+    model.generation_config = neutral
+    try:
+        out = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=mask.to(device),
+            generation_config=neutral,
+            logits_processor=LogitsProcessorList([NucleusSampler(sampling, seed, suppress)]),
+        )
+    finally:
+        model.generation_config = saved
+    new = out[:, input_ids.shape[1] :].tolist()
+    if any(len(row) != max_new_tokens for row in new):
+        raise RuntimeError(
+            f"generation stopped early: {[len(r) for r in new]} new tokens, {max_new_tokens} asked"
+        )
+    return new
+
+
 def first_eos(ids: Sequence[int], eos_id: int | None) -> int | None:
     """Index (among the new tokens) of the first end-of-sequence token, or None."""
     return next((i for i, t in enumerate(ids) if t == eos_id), None) if eos_id is not None else None
@@ -97,33 +208,47 @@ def generate_all(
     batch_size: int,
     deactivate,
     progress=None,
+    sampling: Sampling | None = None,
 ) -> list[dict]:
     """One record per (condition, prompt language, prompt), in that order.
 
     ``conditions``: (name, neurons) pairs; ``deactivate(neurons)`` is the context
     manager that zeroes them (``architectures.zero_neurons``).  ``prompts``:
-    language → [{"item": id or None, "text": prompt}].  ``progress``: a tqdm bar
-    advanced by prompts.  The decoded text keeps special tokens (an end-of-sequence
-    shows where it came); bytes that do not form valid UTF-8 decode to U+FFFD.
+    language → [{"item": id or None, "text": prompt}]; a prompt with ``"ids"`` (token
+    ids, e.g. the beginning-of-text token alone) is not tokenized.  ``progress``: a
+    tqdm bar advanced by prompts.  Greedy, or with ``sampling`` sampled with
+    end-of-sequence suppressed (batch b from ``sampling.seed + b``: every condition
+    draws the same random numbers).  The decoded text keeps special tokens (an
+    end-of-sequence shows where it came); bytes that do not form valid UTF-8 decode
+    to U+FFFD.
     """
     flat = [(lang, i, p) for lang, some in prompts.items() for i, p in enumerate(some)]
     if not flat:
         return []
-    ids = tokenize(tokenizer, [p["text"] for _, _, p in flat])
+    texts = [p["text"] for _, _, p in flat if "ids" not in p]
+    tokenized = iter(tokenize(tokenizer, texts) if texts else [])
+    ids = [list(p["ids"]) if "ids" in p else next(tokenized) for _, _, p in flat]
     for (lang, i, _), x in zip(flat, ids):
         if not x:
             raise ValueError(f"prompt {i} of language {lang!r} has no tokens")
     eos = tokenizer.eos_token_id
     pad = next((t for t in (tokenizer.pad_token_id, eos) if t is not None), 0)
+    suppress = [eos] if eos is not None else []
     records = []
     for name, neurons in conditions:
         with deactivate(neurons):
-            outputs = []
-            for start in range(0, len(flat), batch_size):
-                outputs += greedy(model, ids[start : start + batch_size], max_new_tokens, pad)
+            outputs, seeds = [], []
+            for b, start in enumerate(range(0, len(flat), batch_size)):
+                batch = ids[start : start + batch_size]
+                if sampling is None:
+                    outputs += greedy(model, batch, max_new_tokens, pad)
+                else:
+                    seed = sampling.seed + b
+                    outputs += sample(model, batch, max_new_tokens, pad, sampling, seed, suppress)
+                    seeds += [seed] * len(batch)
                 if progress is not None:
                     progress.update(len(ids[start : start + batch_size]))
-        for (lang, i, prompt), new in zip(flat, outputs):
+        for j, ((lang, i, prompt), new) in enumerate(zip(flat, outputs)):
             records.append(
                 {
                     "condition": name,
@@ -135,6 +260,7 @@ def generate_all(
                     "continuation_ids": new,
                     "new_tokens": len(new),
                     "first_eos": first_eos(new, eos),
+                    **({"seed": seeds[j]} if sampling is not None else {}),
                 }
             )
     return records

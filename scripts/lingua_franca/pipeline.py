@@ -190,6 +190,7 @@ def ablate(
     prompts_per_language: int,
     methods: dict[str, str | Path] | None = None,
     bootstrap: dict[str, Any] | None = None,
+    sampling: dict[str, Any] | None = None,
 ) -> None:
     """metrics.json and key neurons + perplexity texts → perplexity under every
     deactivation, the increase table and heatmap, generations. One model load serves
@@ -197,9 +198,13 @@ def ablate(
     each to its key_neurons.parquet, and its files are the named outputs
     ``methods_<file>``, lists in the order of ``methods`` (docs/method.md §9). With
     ``bootstrap`` (analysis.bootstrap) each increase gets its interval
-    (docs/method.md §10)."""
+    (docs/method.md §10). With ``sampling`` (analysis.generation: samples, temperature,
+    top_p, seed, batch_size) the prompts' ``samples`` are continued by sampling under
+    every condition of every method and their languages identified: the named outputs
+    ``language_<file>`` (docs/method.md §11)."""
     import pandas as pd
 
+    from lingua_franca import language_of_generations as language
     from lingua_franca.ablation import (
         AblationFiles,
         compute_ablation,
@@ -210,15 +215,27 @@ def ablate(
     from lingua_franca.bootstrap import BootstrapSettings
 
     methods = dict(methods or {})
-    files = AblationFiles.of({k: v for k, v in outputs.items() if not k.startswith(METHODS_)})
+    files = AblationFiles.of(
+        {k: v for k, v in outputs.items() if not k.startswith((METHODS_, LANGUAGE_))}
+    )
     method_files = _method_files(outputs, list(methods))
+    language_outputs = {k: v for k, v in outputs.items() if k.startswith(LANGUAGE_)}
+    language_files = language.LanguageFiles.of(language_outputs) if language_outputs else None
     method_tables = {name: pd.read_parquet(path) for name, path in methods.items()}
     summary = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
     key_neurons = pd.read_parquet(key_neurons_path)
     widths = [layer["width"] for layer in summary["per_layer"]]
     evaluation_texts = {lang: Path(texts[lang]).read_text(encoding="utf-8") for lang in languages}
-    prompts = json.loads(Path(prompts_path).read_text(encoding="utf-8"))["prompts"]
+    all_prompts = json.loads(Path(prompts_path).read_text(encoding="utf-8"))
+    prompts, samples = all_prompts["prompts"], all_prompts.get("samples") or {}
+    if samples and language_files is None:
+        raise ValueError(f"sampled prompts in {prompts_path}, but no {LANGUAGE_}* outputs")
     intervals = BootstrapSettings(**bootstrap) if bootstrap else None
+    identifier = None
+    if samples:
+        from lingua_franca.language_id import Identifier
+
+        identifier = Identifier(languages)  # an unknown language stops here, before the model
     model, tokenizer = load_checkpoint(settings, device)
     result = compute_ablation(
         model,
@@ -256,11 +273,35 @@ def ablate(
         )
         for name, table in method_tables.items()
     }
+    label = f"{settings['model']} @ {settings['checkpoint']}"
+    if samples:
+        from lingua_franca.architectures import zero_neurons
+        from lingua_franca.generations import Sampling
+        from lingua_franca.methods import PAPER_METHOD
+
+        regions = {PAPER_METHOD: result.regions} | {n: r.regions for n, r in further.items()}
+        languages_of = language.run(
+            model,
+            tokenizer,
+            language.conditions_of(regions),
+            samples,
+            languages,
+            max_new_tokens=max_new_tokens,
+            batch_size=sampling["batch_size"],
+            sampling=Sampling(sampling["temperature"], sampling["top_p"], sampling["seed"]),
+            apply=lambda neurons: zero_neurons(model, neurons, settings["neuron_module"]),
+            identifier=identifier,
+            label=label,
+        )
+    else:
+        languages_of = language.LanguageResult(pd.DataFrame(), pd.DataFrame(), {}, label)
     fingerprint = summary.get("provenance", {}).get("weights_fingerprint")
     extra = _provenance(settings, weights_fingerprint=fingerprint)
     write_outputs(result, files, extra=extra)
     for name, method_result in further.items():
         write_method_outputs(method_result, method_files[name], extra=extra)
+    if language_files is not None:
+        language.write_outputs(languages_of, language_files, extra=extra)
     log.info(
         "ablation of %s @ %s written to %s",
         settings["model"],
@@ -270,6 +311,7 @@ def ablate(
 
 
 METHODS_ = "methods_"  # the ablation rule's outputs of the further key-neuron methods
+LANGUAGE_ = "language_"  # its outputs of the language statistics (docs/method.md §11)
 
 
 def _method_files(outputs: dict[str, Any], methods: list[str]) -> dict[str, Any]:
@@ -349,6 +391,7 @@ def aggregate(
     inputs: dict[str, list[str | Path]],
     outputs: list[str | Path],
     methods: list[str] | None = None,
+    samples: int = 0,
 ) -> None:
     """Per-checkpoint results → CSV tables, figures across checkpoints and scales, and
     summary.html (the main tables, for the report). ``checkpoints``: each one's
@@ -356,11 +399,14 @@ def aggregate(
     one file per checkpoint, in the same order; ``outputs``: every file the rule
     declares, in one folder of their own. ``methods``: the key-neuron methods, the
     paper's first; with further ones, ``inputs`` also holds ``overlap`` (one per
-    checkpoint) and ``methods_ablation`` (per checkpoint, one per further method)."""
+    checkpoint) and ``methods_ablation`` (per checkpoint, one per further method).
+    ``samples`` (analysis.generation.samples): with the language statistics on,
+    ``inputs`` holds ``language`` (each checkpoint's language_of_generations.json)."""
     import pandas as pd
 
     from lingua_franca.aggregate import SUMMARY_PAGE, checkpoint_records, write_summary
     from lingua_franca.comparison import write_method_summary
+    from lingua_franca.language_of_generations import SUMMARY_TABLE, write_language_summary
 
     by_name = {Path(p).name: Path(p) for p in outputs}
     folders = {path.parent for path in by_name.values()}
@@ -371,6 +417,7 @@ def aggregate(
         )
     inputs = dict(inputs)
     overlap, methods_ablation = inputs.pop("overlap", []), inputs.pop("methods_ablation", [])
+    language = inputs.pop("language", [])
     records = checkpoint_records(checkpoints, **inputs)
     paths = write_summary(records, by_name)
     methods = list(methods or ["zscore"])
@@ -386,11 +433,16 @@ def aggregate(
             per = methods_ablation[i * len(further) : (i + 1) * len(further)]
             record["methods_ablation"] = dict(zip(further, per))
         paths.update(write_method_summary(records, methods, by_name))
+    if samples:
+        language_records = checkpoint_records(checkpoints, language=language)
+        paths.update(write_language_summary(language_records, by_name, samples))
     sections = []
-    for name in ("metrics", "changes", "xstorycloze", "methods")[: 4 if further else 3]:
-        table = pd.read_csv(paths[f"{name}.csv"])
+    names = ["metrics.csv", "changes.csv", "xstorycloze.csv"]
+    names += ["methods.csv"] * bool(further) + [SUMMARY_TABLE] * bool(samples)
+    for name in names:
+        table = pd.read_csv(paths[name])
         html = table.to_html(index=False, na_rep="—", float_format="{:.4g}".format)
-        sections.append(f"<h2>{name}.csv</h2>\n{html}")
+        sections.append(f"<h2>{name}</h2>\n{html}")
     style = (
         "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
         "td,th{border:1px solid #ccc;padding:2px 6px}"

@@ -42,9 +42,35 @@ SPECIAL_TOKENS = {
 }
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """One text per line (the prepared toy text files)."""
-    return [line for line in Path(path).read_text(encoding="utf-8").split("\n") if line]
+def read_documents(path: str | Path) -> list[str]:
+    """The documents of a prepared toy text file (JSON lines, one document each)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f if line.strip()]
+
+
+def documents(
+    corpus: pd.DataFrame, paragraphs_per_document: int, rng: random.Random
+) -> list[dict[str, Any]]:
+    """Same-language documents: each language's items shuffled and cut into runs of
+    ``paragraphs_per_document`` paragraphs (the last run may be shorter), joined by a
+    newline; every document is one language (docs/method.md §11, the toy models).
+
+    A model trained on single paragraphs of random languages, each closed by
+    end-of-sequence, learns that a paragraph is followed by end-of-sequence and then
+    by anything, usually its commonest language; within a document it learns that a
+    paragraph is followed by more of the same language, as in real pretraining text.
+    """
+    docs = []
+    for lang, part in corpus.groupby("lang", sort=True):
+        rows = list(part[["id", "text"]].itertuples(index=False))
+        rng.shuffle(rows)
+        for start in range(0, len(rows), paragraphs_per_document):
+            run = rows[start : start + paragraphs_per_document]
+            docs.append(
+                {"lang": lang, "items": [r.id for r in run], "text": "\n".join(r.text for r in run)}
+            )
+    rng.shuffle(docs)
+    return docs
 
 
 def write_training_split(
@@ -53,14 +79,17 @@ def write_training_split(
     seed: int,
     train_out: str | Path,
     valid_out: str | Path,
+    paragraphs_per_document: int = 4,
 ) -> tuple[int, int]:
-    """Hold out whole items (all their languages) for validation; shuffle the rest.
+    """Hold out whole items (all their languages) for validation; group the rest into
+    same-language documents (:func:`documents`), in shuffled order; write both as JSON
+    lines.
 
     Every language of the training files is used, whichever languages are analysed:
     a toy model is trained once, like a published model, and analysing one more
-    language retrains nothing. Lines are shuffled so that a training window mixes
-    unrelated texts rather than an item's translations side by side: the toy models
-    see no explicit parallel signal, like a real pretraining corpus.
+    language retrains nothing. A document never holds an item's translations side by
+    side: the toy models see no explicit parallel signal, like a real pretraining
+    corpus.
     """
     frames = [read_parallel_tsv(p) for p in paths]
     corpus = pd.concat(frames, ignore_index=True)
@@ -72,17 +101,20 @@ def write_training_split(
     n_valid = max(1, round(len(items) * validation_fraction))
     valid_items = set(items[:n_valid])
     is_valid = corpus["id"].isin(valid_items)
-    train = corpus.loc[~is_valid, "text"].tolist()
-    valid = corpus.loc[is_valid, "text"].tolist()
-    rng.shuffle(train)
-    Path(train_out).write_text("\n".join(train) + "\n", encoding="utf-8")
-    Path(valid_out).write_text("\n".join(valid) + "\n", encoding="utf-8")
+    train = documents(corpus.loc[~is_valid], paragraphs_per_document, rng)
+    valid = documents(corpus.loc[is_valid], paragraphs_per_document, rng)
+    for docs, out in ((train, train_out), (valid, valid_out)):
+        with open(out, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(doc, ensure_ascii=False) + "\n" for doc in docs)
     log.info(
-        "%d training items, %d validation items, %d languages, %d training characters",
+        "%d training items in %d same-language documents of up to %d paragraphs, "
+        "%d validation items, %d languages, %d training characters",
         len(items) - n_valid,
+        len(train),
+        paragraphs_per_document,
         n_valid,
         len(languages),
-        sum(map(len, train)),
+        sum(len(doc["text"]) for doc in train),
     )
     return len(train), len(valid)
 
@@ -147,7 +179,8 @@ def save_checkpoint(model: PreTrainedModel, tokenizer, folder: str | Path) -> No
 
 
 def token_stream(texts: list[str], tokenizer) -> torch.Tensor:
-    """All texts tokenized and joined, each followed by EOS (a document boundary)."""
+    """All documents tokenized and joined, each followed by EOS (a document boundary:
+    end-of-sequence comes only where a document ends)."""
     ids: list[int] = []
     for enc in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         ids.extend(enc)

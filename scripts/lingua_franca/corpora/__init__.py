@@ -70,6 +70,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lingua_franca.corpora import bible, embedded, flores, perplexity, stories
@@ -179,7 +180,13 @@ def load_stories(
     return stories.read_xstorycloze(options, languages)
 
 
-EMBEDDED_FILES = {"probe": "probe.tsv", "perplexity": "heldout.tsv", "xstorycloze": "stories.jsonl"}
+# the embedded probe source reads heldout.tsv too: its items join the pool of the
+# sampled prompts (prompt_pool)
+EMBEDDED_FILES = {
+    "probe": ("probe.tsv", "heldout.tsv"),
+    "perplexity": ("heldout.tsv",),
+    "xstorycloze": ("stories.jsonl",),
+}
 
 
 def source_files(kind: str, source: str, options: dict, languages: list[str]) -> list[Path]:
@@ -190,7 +197,7 @@ def source_files(kind: str, source: str, options: dict, languages: list[str]) ->
     (``hf://``) are not files and are left out. A file that is not there is a
     CorpusError naming it: a missing corpus is never skipped in silence."""
     if source == "embedded":
-        files = [embedded.embedded_dir(options) / EMBEDDED_FILES[kind]]
+        files = [embedded.embedded_dir(options) / name for name in EMBEDDED_FILES[kind]]
     elif source == "tsv":
         files = [Path(require_option(options, "path", "tsv"))]
     elif source == "bible_ces":
@@ -305,15 +312,59 @@ def choose_prompts(
     return {"source": "probe", "prompts": chosen}
 
 
+def prompt_pool(source: str, options: dict, languages: list[str]) -> pd.DataFrame:
+    """The items (id, lang, text) a sampled prompt may come from, before the probe's
+    items are taken out: the probe corpus, and for the embedded corpus its held-out
+    items too (120 probe items leave only 20 the probe does not use; the held-out
+    paragraphs are in no probe and no training text)."""
+    corpus = load_probe_corpus(source, options, languages)
+    if source == "embedded":
+        heldout = order_parallel(embedded.read_heldout_corpus(options, languages), languages)
+        corpus = pd.concat([corpus, heldout], ignore_index=True)
+    return corpus
+
+
+def choose_samples(
+    probe_section: dict, generation: dict, languages: list[str], probe: pd.DataFrame
+) -> dict[str, list[dict]]:
+    """The prompts of the sampled generations (docs/method.md §11): ``generation
+    ["samples"]`` items drawn (seeded by ``generation["seed"]``) from the pool's items
+    that the probe did not use, the same items in every language, as {lang: [{"item",
+    "text"}]}. Too small a pool is an error naming the counts, before any model."""
+    n = generation["samples"]
+    if not n:
+        return {}
+    pool = prompt_pool(probe_section["source"], probe_section.get("options", {}), languages)
+    used = set(probe["item"])
+    unused = pool[~pool["id"].isin(used)]
+    items = list(dict.fromkeys(unused["id"]))
+    if len(items) < n:
+        raise CorpusError(
+            f"analysis.generation.samples: {n} prompts per language asked, but the probe "
+            f"source {probe_section['source']!r} holds only {len(items)} items the probe does "
+            f"not use ({len(used)} probed); lower samples or data.probe.n_items"
+        )
+    picks = np.random.default_rng(generation["seed"]).choice(len(items), size=n, replace=False)
+    chosen = [items[i] for i in picks]
+    texts = unused.set_index(["id", "lang"])["text"]
+    return {lang: [{"item": i, "text": texts[i, lang]} for i in chosen] for lang in languages}
+
+
 def prepare_prompts(
     probe_section: dict, generation: dict, languages: list[str], probe_path, out
 ) -> None:
-    """Config + probe file -> the generation prompts as JSON (``choose_prompts``)."""
-    chosen = choose_prompts(probe_section, generation, languages, read_probe(probe_path, languages))
+    """Config + probe file -> the generation prompts as JSON: the greedy table's
+    (``choose_prompts``) and the sampled generations' (``choose_samples``, key
+    ``samples``)."""
+    probe = read_probe(probe_path, languages)
+    chosen = choose_prompts(probe_section, generation, languages, probe)
+    chosen["samples"] = choose_samples(probe_section, generation, languages, probe)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(chosen, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     counts = {lang: len(p) for lang, p in chosen["prompts"].items()}
     log.info("generation prompts (%s): %s -> %s", chosen["source"], counts, out)
+    counts = {lang: len(p) for lang, p in chosen["samples"].items()}
+    log.info("sampled-generation prompts: %s", counts or "none (analysis.generation.samples 0)")
 
 
 def prepare_perplexity_text(section: dict, lang: str, out: str | Path) -> None:

@@ -39,12 +39,22 @@ def read_probe_corpus(options: dict) -> pd.DataFrame:
     return read_parallel_tsv(probe_path(options))
 
 
+def heldout_path(options: dict) -> Path:
+    return embedded_dir(options) / "heldout.tsv"
+
+
+def read_heldout_corpus(options: dict, languages: list[str]) -> pd.DataFrame:
+    """The held-out items (heldout.tsv), validated in ``languages``."""
+    path = heldout_path(options)
+    df = read_parallel_tsv(path)
+    validate_parallel(df, languages, str(path))
+    return df
+
+
 def read_heldout_texts(options: dict, languages: list[str]) -> dict[str, str]:
     """Perplexity text per language: that language's held-out texts, in file order,
     joined with a blank line (as XL-Sum articles are)."""
-    path = embedded_dir(options) / "heldout.tsv"
-    df = read_parallel_tsv(path)
-    validate_parallel(df, languages, str(path))
+    df = read_heldout_corpus(options, languages)
     return {lang: TEXT_SEPARATOR.join(df.loc[df["lang"] == lang, "text"]) for lang in languages}
 
 
