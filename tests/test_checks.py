@@ -108,12 +108,44 @@ def test_n_items_is_checked_against_the_local_corpus(demo, tmp_path):
     message = problems(demo, cache_dir=tmp_path)
     assert (
         "data.probe.n_items: 1000 is more than the corpus holds, 120 items in every language"
-        f" ({DEMO}/probe.tsv)"
+        f" ({DEMO})"
     ) in message
     demo["data"]["probe"]["n_items"] = 120
     assert preflight(load_config(demo), cache_dir=tmp_path) == []
     demo["data"]["probe"]["n_items"] = 1000
     assert preflight(load_config(demo), count_items=False) == []  # a cluster job's parse
+
+
+def test_sampled_prompts_are_checked_against_the_items_the_probe_leaves(demo, tmp_path):
+    """analysis.generation.samples comes from the items the probe does not use: the
+    embedded corpus holds 120 probe and 80 held-out items (docs/method.md §11)."""
+    demo["data"]["probe"]["n_items"] = 100
+    demo["analysis"]["generation"] = {"samples": 101}
+    message = problems(demo, cache_dir=tmp_path)
+    assert (
+        "analysis.generation.samples: 101 prompts per language asked, but only 100 items of"
+        f" the probe corpus are not in the probe ({DEMO})"
+    ) in message, message
+    demo["analysis"]["generation"] = {"samples": 100}
+    assert preflight(load_config(demo), cache_dir=tmp_path) == []
+    demo["analysis"]["generation"] = {"samples": 0}
+    demo["data"]["probe"]["n_items"] = 120
+    assert preflight(load_config(demo), cache_dir=tmp_path) == []
+
+
+def test_a_language_the_identifier_cannot_name_stops_the_plan(demo, monkeypatch):
+    from lingua_franca import language_id
+
+    monkeypatch.setattr(language_id, "supported_languages", lambda: frozenset({"en", "fr"}))
+    demo["analysis"]["generation"] = {"samples": 10}
+    message = problems(demo)
+    assert (
+        "analysis.generation.samples: languages ['ar', 'es', 'hi', 'id', 'pt', 'vi', 'zh']"
+        in message
+    )
+    assert "cannot be identified" in message
+    demo["analysis"]["generation"] = {"samples": 0}  # no statistics, nothing to identify
+    assert preflight(load_config(demo)) == []
 
 
 def test_n_items_counts_the_items_every_language_has(demo, tmp_path):
@@ -175,7 +207,7 @@ def test_what_the_fetch_step_writes_is_checked_when_its_reader_is_planned(demo, 
         data_inputs(cfg, "perplexity", ["en"])
     with pytest.raises(ConfigError, match=r"data\.xstorycloze\.options\.dir: .*fetch"):
         data_inputs(cfg, "xstorycloze")
-    assert data_inputs(cfg, "probe") == [str(DEMO / "probe.tsv")]
+    assert data_inputs(cfg, "probe") == [str(DEMO / "probe.tsv"), str(DEMO / "heldout.tsv")]
 
 
 def test_z_threshold_beyond_what_a_z_score_reaches_is_noted(demo):
@@ -217,7 +249,14 @@ def opus_zips(folder):
 @pytest.mark.parametrize(
     "kind, source, options, languages, expected",
     [
-        ("probe", "embedded", {"dir": str(DEMO)}, ["en"], [DEMO / "probe.tsv"]),
+        # the held-out items join the pool of the sampled prompts (docs/method.md §11)
+        (
+            "probe",
+            "embedded",
+            {"dir": str(DEMO)},
+            ["en"],
+            [DEMO / "probe.tsv", DEMO / "heldout.tsv"],
+        ),
         ("perplexity", "embedded", {}, ["en"], [Path("resources/corpus/heldout.tsv")]),
         ("xstorycloze", "embedded", {"dir": str(DEMO)}, ["en"], [DEMO / "stories.jsonl"]),
         ("probe", "tsv", {"path": str(DEMO / "heldout.tsv")}, ["en"], [DEMO / "heldout.tsv"]),

@@ -153,6 +153,13 @@ def test_table_layout_and_html(tmp_path):
     assert page.count('class="bad"') == 4  # two marks, in two cells
     assert page.count('class="own"') == 2  # en under ×en, zh under ×zh
     assert "end-of-sequence first at new token 2" in page
+    assert 'class="lang"' not in page  # unlabelled records: no language notes
+    for record in records:
+        record["label"] = "unknown" if record["condition"] == "zh" else record["language"]
+    write_html(records, tmp_path / "g.html", title="m @ c")
+    page = (tmp_path / "g.html").read_text(encoding="utf-8")
+    assert page.count('<div class="lang">identified: unknown</div>') == 2
+    assert page.count('<div class="lang">identified: en</div>') == 2
     assert "en prompt &lt;1&gt;" in page  # escaped
     write_html([], tmp_path / "empty.html", title="m @ c")
     assert "no generations" in (tmp_path / "empty.html").read_text(encoding="utf-8")

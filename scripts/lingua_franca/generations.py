@@ -289,7 +289,7 @@ def table(records: Sequence[Mapping]) -> pd.DataFrame:
     return wide
 
 
-def _cell(text: str, eos: int | None) -> str:
+def _cell(text: str, eos: int | None, language: str | None = None) -> str:
     shown = html.escape(text).replace("\n", "<br>")
     shown = shown.replace(
         "\ufffd", '<span class="bad" title="bytes that are not UTF-8">\ufffd</span>'
@@ -299,14 +299,18 @@ def _cell(text: str, eos: int | None) -> str:
         if eos is not None
         else ""
     )
+    if language is not None:
+        note += f'<div class="lang">identified: {html.escape(language)}</div>'
     return shown + note
 
 
 def write_html(records: Sequence[Mapping], path, title: str = "") -> None:
     """The table as a self-contained HTML page (for the report): a language's own
     deactivation is shaded; U+FFFD (undecodable bytes) is marked; each cell notes
-    where the first end-of-sequence token came, if any."""
+    where the first end-of-sequence token came, if any, and the language its
+    continuation was identified as, when the records carry a ``label``."""
     eos = {(r["condition"], r["language"], r["prompt_index"]): r.get("first_eos") for r in records}
+    found = {(r["condition"], r["language"], r["prompt_index"]): r.get("label") for r in records}
     wide = table(records)
     conditions = [c for c in wide.columns if c != "prompt"]
     heads = ["language", "prompt"] + [
@@ -317,7 +321,8 @@ def write_html(records: Sequence[Mapping], path, title: str = "") -> None:
         cells = [f"<th>{html.escape(str(lang))}</th>", f"<td>{html.escape(row['prompt'])}</td>"]
         for c in conditions:
             own = ' class="own"' if c == lang else ""
-            cells.append(f"<td{own}>{_cell(row[c], eos[c, lang, index])}</td>")
+            cell = _cell(row[c], eos[c, lang, index], found[c, lang, index])
+            cells.append(f"<td{own}>{cell}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     n_tokens = {r["new_tokens"] for r in records}
     caption = (
@@ -329,7 +334,7 @@ def write_html(records: Sequence[Mapping], path, title: str = "") -> None:
     style = (
         "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
         "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;max-width:28em} "
-        "td.own{background:#fde8e8} .bad{background:#f4c542} .eos{color:#777;font-size:11px}"
+        "td.own{background:#fde8e8} .bad{background:#f4c542} .eos,.lang{color:#777;font-size:11px}"
     )
     page = (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><style>{style}</style></head>"

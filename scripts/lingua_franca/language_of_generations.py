@@ -376,6 +376,8 @@ def write_language_summary(
     out = {name: Path(paths[name]) for name in names}
     if not names:
         return out
+    for path in out.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
     rows = [row for r in records for row in summary_rows(r, read_result(r["language"], r))]
     table = pd.DataFrame(rows)
     table.to_csv(out[SUMMARY_TABLE], index=False)

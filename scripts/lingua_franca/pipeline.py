@@ -231,11 +231,9 @@ def ablate(
     if samples and language_files is None:
         raise ValueError(f"sampled prompts in {prompts_path}, but no {LANGUAGE_}* outputs")
     intervals = BootstrapSettings(**bootstrap) if bootstrap else None
-    identifier = None
-    if samples:
-        from lingua_franca.language_id import Identifier
+    from lingua_franca.language_id import Identifier
 
-        identifier = Identifier(languages)  # an unknown language stops here, before the model
+    identifier = Identifier(languages)  # a language it cannot name stops here, before the model
     model, tokenizer = load_checkpoint(settings, device)
     result = compute_ablation(
         model,
@@ -273,6 +271,7 @@ def ablate(
         )
         for name, table in method_tables.items()
     }
+    label_greedy(result.generations, tokenizer, identifier)
     label = f"{settings['model']} @ {settings['checkpoint']}"
     if samples:
         from lingua_franca.architectures import zero_neurons
@@ -308,6 +307,16 @@ def ablate(
         settings["checkpoint"],
         files.summary.parent,
     )
+
+
+def label_greedy(records: list[dict], tokenizer, identifier) -> None:
+    """The language of each greedy continuation (without special tokens), added to its
+    record (``label``, ``probability``; docs/method.md §11)."""
+    texts = [tokenizer.decode(r["continuation_ids"], skip_special_tokens=True) for r in records]
+    labels = identifier.labels(texts)
+    for record, row in zip(records, labels.itertuples()):
+        record["label"] = row.label
+        record["probability"] = None if row.probability != row.probability else row.probability
 
 
 METHODS_ = "methods_"  # the ablation rule's outputs of the further key-neuron methods

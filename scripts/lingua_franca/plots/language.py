@@ -108,8 +108,11 @@ def plot_retention(cells: pd.DataFrame, path: str | os.PathLike, title: str = ""
 
 
 def _colours(languages: Sequence[str]) -> dict[str, tuple]:
-    palette = colormaps["tab10"]
-    out = {lang: palette(i % 10) for i, lang in enumerate(languages)}
+    """A colour per study language (tab10 without its grey, then tab20b), greys for
+    ``other`` and ``unknown``."""
+    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 7]
+    palette += list(colormaps["tab20b"].colors)
+    out = {lang: palette[i % len(palette)] for i, lang in enumerate(languages)}
     out[OTHER], out[UNKNOWN] = (0.35, 0.35, 0.35, 1.0), (0.8, 0.8, 0.8, 1.0)
     return out
 
@@ -192,9 +195,13 @@ def plot_language_evolution(
         ("others", "other languages' deactivation", "tab:blue"),
         ("random", "random baseline", "tab:grey"),
     ]
+    from matplotlib.lines import Line2D
+
+    styles = ["-", "--", ":", "-."]
+    models = list(dict.fromkeys(rows["model"]))
     for ax, method in zip(axes, methods):
         mine = rows[rows["method"] == method]
-        for model, part in mine.groupby("model", sort=False):
+        for m, (model, part) in enumerate(mine.groupby("model", sort=False)):
             xs = numbers(part[x])
             if not np.isfinite(xs).any():
                 xs = np.arange(len(part), dtype=float)
@@ -203,14 +210,14 @@ def plot_language_evolution(
                 ys = numbers(part[f"retention_{key}"])[order]
                 lo = numbers(part[f"retention_{key}_lo"])[order]
                 hi = numbers(part[f"retention_{key}_hi"])[order]
-                style = "-o" if len(order) > 1 else "o"
                 ax.plot(
                     xs[order],
                     ys,
-                    style,
+                    marker="o",
+                    linestyle=styles[models.index(model) % len(styles)] if len(order) > 1 else "",
                     color=colour,
                     ms=3,
-                    label=f"{name}" if model == mine["model"].iloc[0] else None,
+                    label=name if m == 0 else None,
                 )
                 ax.vlines(xs[order], lo, hi, color=colour, alpha=0.5)
         if x == "parameters":
@@ -219,7 +226,14 @@ def plot_language_evolution(
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{method} regions", fontsize="medium")
     axes[0].set_ylabel("retention (share in the prompt's language)")
-    axes[-1].legend(fontsize="x-small", loc="lower left")
+    legend = axes[-1].legend(fontsize="x-small", loc="lower left")
+    if len(models) > 1:  # which line is which model
+        axes[-1].add_artist(legend)
+        handles = [
+            Line2D([], [], color="black", linestyle=styles[i % len(styles)])
+            for i in range(len(models))
+        ]
+        axes[-1].legend(handles, models, fontsize="x-small", loc="lower right", title="model")
     fig.suptitle(
         f"{family}: the language of sampled continuations (95% Wilson intervals)", fontsize="small"
     )
