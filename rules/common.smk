@@ -237,7 +237,9 @@ def summary_outputs(pattern):
     names = (
         summary_names(config_grid(CFG))
         + method_summary_names(config_grid(CFG), methods)
-        + language_summary_names(config_grid(CFG), CFG.analysis["generation"]["samples"])
+        + language_summary_names(
+            config_grid(CFG), CFG.analysis["generation"]["samples"]
+        )
     )
     for name in names + [SUMMARY_PAGE]:
         stem = Path(name).stem
@@ -259,7 +261,9 @@ def summary_outputs(pattern):
             if stem.startswith(k)
         )
         caption = f"{kind}.rst" if kind else "summary_csv.rst"
-        if kind == "language_of_generations":  # the per-checkpoint table's caption differs
+        if (
+            kind == "language_of_generations"
+        ):  # the per-checkpoint table's caption differs
             caption = "language_summary.rst"
         if name == SUMMARY_PAGE:
             caption, stem = "summary_table.rst", "summary table"
