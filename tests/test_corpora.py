@@ -335,8 +335,10 @@ def test_bible_opus_keeps_english_documents_apart(tmp_path):
 # the paper prints them (straight quotes), and as typeset releases of the WEB have them
 WEB_GENESIS = (
     "In the beginning God created the heavens and the earth.",
-    "Now the earth was formless and empty. Darkness was on the surface of the deep."
-    " God's Spirit was hovering over the surface of the waters.",
+    (
+        "Now the earth was formless and empty. Darkness was on the surface of the deep."
+        " God's Spirit was hovering over the surface of the waters."
+    ),
     'God said, "Let there be light," and there was light.',
 )
 WEB_GENESIS_TYPESET = (
@@ -346,8 +348,10 @@ WEB_GENESIS_TYPESET = (
 )
 GENESIS_FR = (
     "Au commencement, Dieu créa les cieux et la terre.",
-    "La terre était informe et vide: il y avait des ténèbres à la surface de l'abîme,"
-    " et l'esprit de Dieu se mouvait au-dessus des eaux.",
+    (
+        "La terre était informe et vide: il y avait des ténèbres à la surface de l'abîme,"
+        " et l'esprit de Dieu se mouvait au-dessus des eaux."
+    ),
     "Dieu dit: Que la lumière soit! Et la lumière fut.",
 )
 GENESIS_ZH = (
