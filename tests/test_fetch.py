@@ -342,8 +342,8 @@ def test_gated_repositories_are_checked_before_anything_is_downloaded(
     cfg = load_config(config)
     monkeypatch.chdir(tmp_path)
     for token, why in (
-        (None, "gated; its licence is not accepted for the token sent, or no token was sent"),
-        (PENDING_TOKEN, "gated; the token's account has not been granted access (yet)"),
+        (None, "gated, and no token was sent"),
+        (PENDING_TOKEN, "gated, and the token's account has not been granted access (yet)"),
     ):
         downloader = StandInDownloader(remote, tmp_path / "hf", token=token)
         with pytest.raises(FetchError) as refused:
@@ -493,3 +493,45 @@ def test_the_fetch_target_plans_one_local_job_per_item(tmp_path):
     )
     line = next(x for x in result.stdout.splitlines() if x.startswith("LOCALRULES"))
     assert line.split()[1:] == ["check_hub_access", "fetch", "fetch_item"], result.stderr[-2000:]
+
+
+@pytest.mark.workflow
+def test_the_fetch_target_stops_at_the_access_check_when_a_gated_repo_is_refused(remote, tmp_path):
+    """`snakemake fetch` with no token, against a stand-in of the Hub on 127.0.0.1
+    (HF_ENDPOINT): rule check_hub_access asks for every repository of the plan with the
+    real HubDownloader, the gated ones are refused, and no download job runs."""
+    config = overlay(
+        yaml.safe_load((EXPERIMENTS / "llama2-scales.yaml").read_text()), "llama2-scales"
+    )
+    config_path = tmp_path / "llama2.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    workdir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_"))}
+    env["HF_HOME"] = str(tmp_path / "hf")  # no saved token there
+    hub = FakeHub(remote)
+    with hub as endpoint:
+        result = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--configfile", str(config_path), "--directory", str(workdir), "--cores", "1", "fetch"],
+            cwd=ROOT,
+            env={**env, "HF_ENDPOINT": endpoint},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    log = (workdir / "logs" / "fetch" / "check_hub_access.log").read_text()
+    assert "the Hugging Face Hub refuses 2 repositories this config reads" in log, log
+    for repo in LLAMA:
+        assert f"licence and access request: https://huggingface.co/{repo}" in log
+    checks = [(path, token) for path, token in hub.requests if path.endswith("/auth-check")]
+    asked = {path.removesuffix("/auth-check") for path, _ in checks}
+    assert asked == {
+        "/api/models/meta-llama/Llama-2-7b-hf",
+        "/api/models/meta-llama/Llama-2-70b-hf",
+        "/api/datasets/csebuetnlp/xlsum",
+        "/api/datasets/juletxara/xstory_cloze",
+    }
+    assert {token for _, token in checks} == {None}
+    assert "rule fetch_item" not in output and not list(workdir.glob("data/*/*"))
