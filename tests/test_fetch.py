@@ -461,6 +461,19 @@ with SnakemakeApi(OutputSettings()) as api:
 """
 
 
+def snakemake(*args: str, env: dict | None = None):
+    """Snakemake on the repository's workflow, in a subprocess; its CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
 @pytest.mark.workflow
 def test_the_fetch_target_plans_one_local_job_per_item(tmp_path):
     """`snakemake --configfile X fetch` plans one fetch job per item of the plan, and
@@ -468,14 +481,7 @@ def test_the_fetch_target_plans_one_local_job_per_item(tmp_path):
     runs (the login node), never as SLURM jobs. (A dry run prints every rule alike,
     so the workflow's own list of local rules is read.)"""
     path = EXPERIMENTS / "bloom-7b1-checkpoints.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--directory", str(tmp_path), "fetch"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )  # fmt: skip
+    result = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path), "fetch")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     jobs = [line for line in output.splitlines() if line.endswith("rule fetch_item:")]
@@ -510,15 +516,11 @@ def test_the_fetch_target_stops_at_the_access_check_when_a_gated_repo_is_refused
     env["HF_HOME"] = str(tmp_path / "hf")  # no saved token there
     hub = FakeHub(remote)
     with hub as endpoint:
-        result = subprocess.run(
-            [sys.executable, "-m", "snakemake", "--configfile", str(config_path), "--directory", str(workdir), "--cores", "1", "fetch"],
-            cwd=ROOT,
+        result = snakemake(
+            *("--configfile", str(config_path), "--directory", str(workdir), "--cores", "1"),
+            "fetch",
             env={**env, "HF_ENDPOINT": endpoint},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
-        )  # fmt: skip
+        )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     log = (workdir / "logs" / "fetch" / "check_hub_access.log").read_text()
