@@ -1,11 +1,13 @@
 # The fetch step, for clusters whose compute nodes have no network: on the login node,
 #   snakemake --configfile CONFIG fetch
-# downloads every Hub checkpoint, tokenizer source and data file the config reads,
-# into HF_HOME (models) and the data sources' folders (data/...), with one manifest
-# per item in data/fetched/. Every other job then runs offline. Local rules: under
-# --profile slurm they still run where Snakemake runs, never as SLURM jobs.
+# first checks that the Hub lets it read every repository (gated ones need an accepted
+# licence and a token), then downloads every Hub checkpoint, tokenizer source and data
+# file the config reads, into HF_HOME (models) and the data sources' folders
+# (data/...), with one manifest per item in data/fetched/. Every other job then runs
+# offline. Local rules: under --profile slurm they still run where Snakemake runs,
+# never as SLURM jobs.
 
-from lingua_franca.fetch import as_params, plan as fetch_plan
+from lingua_franca.fetch import ACCESS_RECORD, as_params, hub_repos, plan as fetch_plan
 
 FETCH_PLAN = fetch_plan(CFG)  # item name -> what to download (lingua_franca.fetch)
 
@@ -15,6 +17,7 @@ wildcard_constraints:
 
 
 localrules:
+    check_hub_access,
     fetch,
     fetch_item,
 
@@ -24,7 +27,29 @@ rule fetch:
         expand("data/fetched/{item}.json", item=FETCH_PLAN),
 
 
+# every download waits for it: a refused gated repository stops the step before
+# anything is downloaded. A change of the config's repositories checks again (params);
+# ancient(): a new check does not make the finished downloads outdated
+rule check_hub_access:
+    output:
+        ACCESS_RECORD,
+    log:
+        "logs/fetch/check_hub_access.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        repos=[[*key, purposes] for key, purposes in hub_repos(FETCH_PLAN).items()],
+    script:
+        "../scripts/check_hub_access.py"
+
+
 rule fetch_item:
+    input:
+        ancient(rules.check_hub_access.output),
     output:
         "data/fetched/{item}.json",
     log:

@@ -1,33 +1,56 @@
 """A stand-in for the Hugging Face Hub and the OPUS server, for the offline rehearsal
 of the paper's experiment configs (tests/test_rehearsal.py, tests/test_fetch.py).
 
-``FakeRemote`` holds what the real sources publish, file for file, with tiny contents:
+``FakeRemote`` holds what the real sources publish, file for file, with tiny contents.
+Where each layout comes from:
 
-- model repositories whose revisions carry the real file lists (looked up on the
-  Hub's file trees): weights as safetensors and/or pytorch_model.bin (sharded where
-  the real ones are), Flax/ONNX exports, READMEs and licences, and tokenizer files
-  where the real repository has them and none where it has none
-  (bigscience/bloom-*-intermediate); bloom-1b7's config carries ``seq_length: 4096``;
-  bloom-7b1-intermediate's global_step100000 and global_step200000 hold identical
-  weights. The models are tiny random BLOOM, LLaMA and GPT-NeoX models; weights that
-  a correct fetch never downloads (.bin beside safetensors, Flax, ONNX) are
-  placeholder bytes that no loader could read.
+- bigscience/bloom-560m, -1b7 ``main``: one ``model.safetensors`` beside
+  ``pytorch_model.bin`` and ``flax_model.msgpack`` (560m also ONNX exports); 1b7's
+  config carries ``seq_length: 4096``. bloom-560m publishes no safetensors index (a
+  public loader's test of BLOOM tensor names says so, citing bloom-7b1's index).
+- bigscience/bloom-7b1 ``main``: ``model-00001-of-00002.safetensors``,
+  ``model-00002-of-00002.safetensors`` and ``model.safetensors.index.json`` (the Hub
+  URL .../bloom-7b1/blob/main/model.safetensors.index.json is cited by that test), with
+  ``pytorch_model-0000N-of-00002.bin`` + ``pytorch_model.bin.index.json`` and sharded
+  Flax files beside them.
+- bigscience/bloom-7b1-intermediate: branches ``global_stepN`` of config and
+  ``pytorch_model.bin`` only, no tokenizer files (docs/method.md §8);
+  global_step100000 and global_step200000 hold byte-identical weights.
+- meta-llama/Llama-2-7b-hf (2 shards) and Llama-2-70b-hf (15 shards): sharded
+  safetensors and sharded ``.bin`` side by side, each with its index,
+  ``generation_config.json``, licence, use policy and guide, ``tokenizer.model`` beside
+  ``tokenizer.json``. Both are **gated**: listing their files works for anyone, a
+  download or the Hub's access check answers 401 without a token and 403 with one
+  whose account has not been granted access, ``X-Error-Code: GatedRepo`` and the
+  Hub's message (as quoted in public bug reports of huggingface_hub users).
+- EleutherAI/pythia-12b ``step0``/``step1``: three ``pytorch_model-0000N-of-00003.bin``
+  shards with ``pytorch_model.bin.index.json`` (EleutherAI/pythia issue 206 names the
+  first shard of every pythia-12b branch), ``generation_config.json`` and tokenizer
+  files. step0 and step1 hold the same tensors (EleutherAI/pythia issue 83); whether
+  their files are byte-identical is not published, and here they are not (step1's
+  pickles list the tensors in another order), so only the activations can tell.
 - ``csebuetnlp/xlsum`` at ``refs/convert/parquet``: ``<config>/<split>/0000.parquet``
-  (validation articles from the demo corpus's held-out text; train and test too);
+  (validation articles from the demo corpus's held-out text), English ``train`` split
+  into ``0000.parquet`` and ``0001.parquet`` as on the Hub;
 - ``juletxara/xstory_cloze``: ``spring2016.val.<config>.tsv.split_20_80_<split>.tsv``,
   header line and 8 columns, the Spanish files 10 (two empty trailing columns);
-- the eight English-paired OPUS ``bible-uedin`` Moses zips, built from the demo
-  probe corpus (one item = one verse ``b.GEN.c.v``): the pairs hold different
-  subsets of verses in different orders, three zips have no ``.ids`` member, one of
-  those repeats an English line (ambiguous), one ``.ids`` pair links two verses to
-  one line (not one-to-one).
+- the eight English-paired OPUS ``bible-uedin`` Moses zips with **no** ``.ids`` member
+  (whether the real ones have one is not confirmed; a public loader of these zips
+  found ``bible-uedin.<pair>.xml``, the XCES sentence alignment, beside the two text
+  files instead, and so do these): each opens with Genesis 1:1-3, the English in
+  the World English Bible's typeset wording (curly quotes), the other side in a public
+  domain translation; then the demo probe corpus, one item a verse, the pairs holding
+  different subsets in different orders, one pair repeating an English line
+  (ambiguous), one merging two English verses into one line.
 
 ``StandInDownloader`` implements ``lingua_franca.fetch.Downloader`` on it: it records
 every call and writes what the real huggingface_hub writes: for models, the cache
 layout ``hub/models--org--name/{refs/<revision>, snapshots/<commit>/<file>,
 blobs/<hash>}`` (snapshot files are relative symlinks into blobs/, LFS files named by
 their sha256, others by their git blob sha1); for datasets with a ``local_dir``,
-plain files there.
+plain files there. ``FakeHub`` serves the Hub's access check over HTTP on
+127.0.0.1, with the status codes and headers of the real one, for the real
+``HubDownloader``.
 
 ``overlay(config, name)`` cuts an experiment config down for the rehearsal: two
 model × checkpoint pairs, CPU, float32, tiny batches and limits.
@@ -40,9 +63,11 @@ import hashlib
 import io
 import json
 import os
+import threading
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -58,10 +83,14 @@ CORPUS = ROOT / "resources" / "corpus"
 
 #: per experiment config: model -> the checkpoints the rehearsal keeps
 KEEP = {
-    "bloom-scales": {"bloom-560m": ["main"], "bloom-1b7": ["main"]},
+    # one model.safetensors (and 1b7's seq_length 4096); two shards with their index
+    "bloom-scales": {"bloom-1b7": ["main"], "bloom-7b1": ["main"]},
+    # .bin only, no tokenizer; byte-identical weights
     "bloom-7b1-checkpoints": {"bloom-7b1-intermediate": ["global_step100000", "global_step200000"]},
+    # gated; 2 and 15 safetensors shards beside as many .bin shards
     "llama2-scales": {"llama2-7b": ["main"], "llama2-70b": ["main"]},
-    "pythia-checkpoints": {"pythia-70m": ["step1000", "step143000"]},
+    # three .bin shards; the same tensors in different files
+    "pythia-checkpoints": {"pythia-12b": ["step0", "step1"]},
 }
 
 
@@ -161,14 +190,17 @@ def _shards(state: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tens
     return [{k: state[k] for k in names[i::n]} for i in range(n)]
 
 
-def _weights(model, kind: str, shards: int = 1) -> dict[str, bytes]:
+def _weights(model, kind: str, shards: int = 1, reorder: bool = False) -> dict[str, bytes]:
     """A model's weight files: ``safetensors``, ``bin`` (real torch.save files) or
     ``bin-placeholder`` (the .bin names, unloadable bytes); sharded when ``shards`` > 1,
-    with the index file the real repositories carry."""
+    with the index file the real repositories carry. ``reorder``: each file lists its
+    tensors in reverse order (the same tensors, other bytes)."""
     state = _state(model)
     stem, suffix = ("model", "safetensors") if kind == "safetensors" else ("pytorch_model", "bin")
     files, weight_map = {}, {}
     for i, part in enumerate(_shards(state, shards), start=1):
+        if reorder:
+            part = dict(reversed(part.items()))
         name = f"{stem}.{suffix}" if shards == 1 else f"{stem}-{i:05d}-of-{shards:05d}.{suffix}"
         if kind == "safetensors":
             files[name] = safetensors_bytes(part, metadata={"format": "pt"})
@@ -187,6 +219,7 @@ def _weights(model, kind: str, shards: int = 1) -> dict[str, bytes]:
 
 
 PLACEHOLDER = b"an export no job reads (Flax, ONNX, a PDF ...)\n"
+GENERATION_CONFIG = json.dumps({"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 3}).encode()
 README = b"---\nlicense: other\n---\n# model card\n"
 
 
@@ -199,12 +232,52 @@ def _config_json(model, **extra) -> bytes:
 # ------------------------------------------------------------------ the remote
 
 
+#: the token of a Hub account that was granted access to every gated repository
+GRANTED_TOKEN = "hf_StandInAccountGrantedAccess"
+#: a valid token of an account whose access request is pending
+PENDING_TOKEN = "hf_StandInAccountAwaitingApproval"
+
+
 @dataclass
 class FakeRemote:
-    """(repo_type, repo_id, revision) -> {file name: bytes}; url -> bytes."""
+    """(repo_type, repo_id, revision) -> {file name: bytes}; url -> bytes; the gated
+    repositories (repo_type, repo_id) -> the tokens granted access."""
 
     repos: dict[tuple[str, str, str], dict[str, bytes]] = field(default_factory=dict)
     urls: dict[str, bytes] = field(default_factory=dict)
+    gated: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    tokens: set[str] = field(default_factory=lambda: {GRANTED_TOKEN, PENDING_TOKEN})
+
+    def access(self, repo_type: str, repo_id: str, token: str | None) -> tuple[int, str, str]:
+        """What the Hub answers a request for the repository's files: (HTTP status,
+        X-Error-Code, X-Error-Message); 200 when the files can be read."""
+        kind = "model" if repo_type == "model" else repo_type
+        if token is not None and token not in self.tokens:
+            return 401, "", "Invalid credentials in Authorization header"
+        if not any(t == repo_type and r == repo_id for t, r, _ in self.repos):
+            if token is None:
+                return 401, "RepoNotFound", "Repository not found"
+            return 404, "RepoNotFound", "Repository not found"
+        granted = self.gated.get((repo_type, repo_id))
+        if granted is None or token in granted:
+            return 200, "", ""
+        if token is None:
+            return (
+                401,
+                "GatedRepo",
+                (
+                    f"Access to {kind} {repo_id} is restricted. You must have access to it and be "
+                    "authenticated to access it. Please log in."
+                ),
+            )
+        return (
+            403,
+            "GatedRepo",
+            (
+                f"Access to {kind} {repo_id} is restricted and you are not in the authorized list. "
+                f"Visit https://huggingface.co/{repo_id} to ask for access."
+            ),
+        )
 
     def commit(self, repo_id: str, revision: str) -> str:
         return hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
@@ -279,7 +352,7 @@ def build_remote(tokenizer_dir: Path) -> FakeRemote:
             "flax_model-00001-of-00002.msgpack": PLACEHOLDER,
             "flax_model-00002-of-00002.msgpack": PLACEHOLDER,
             "flax_model.msgpack.index.json": PLACEHOLDER,
-            **_weights(m7b1, "safetensors"),
+            **_weights(m7b1, "safetensors", shards=2),
             **_weights(m7b1, "bin-placeholder", shards=2),
             **bloom_tok,
         },
@@ -297,7 +370,7 @@ def build_remote(tokenizer_dir: Path) -> FakeRemote:
     # tokenizer.json)
     for repo, shards, seed in (
         ("meta-llama/Llama-2-7b-hf", 2, 7),
-        ("meta-llama/Llama-2-70b-hf", 3, 70),
+        ("meta-llama/Llama-2-70b-hf", 15, 70),
     ):
         llama = _tiny_model("llama", vocab, seed)
         add(
@@ -309,22 +382,25 @@ def build_remote(tokenizer_dir: Path) -> FakeRemote:
                 "Responsible-Use-Guide.pdf": PLACEHOLDER,
                 "USE_POLICY.md": PLACEHOLDER,
                 "config.json": _config_json(llama),
-                "generation_config.json": json.dumps(
-                    {"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 3}
-                ).encode(),
+                "generation_config.json": GENERATION_CONFIG,
                 **_weights(llama, "safetensors", shards),
                 **_weights(llama, "bin-placeholder", shards),
                 **tok,
                 "tokenizer.model": b"a sentencepiece model (tokenizer.json is read)\n",
             },
         )
-    # Pythia: main has safetensors, the step branches pytorch_model.bin only
-    for revision, seed in (("step1000", 1000), ("step143000", 143000), ("main", 143000)):
-        neox = _tiny_model("gpt_neox", vocab, seed)
-        files = {"config.json": _config_json(neox), **tok, **_weights(neox, "bin")}
-        if revision == "main":
-            files |= {"README.md": README, **_weights(neox, "safetensors")}
-        add("EleutherAI/pythia-70m", revision, files)
+        remote.gated["model", repo] = {GRANTED_TOKEN}
+    # Pythia-12b: every step branch three .bin shards with their index; step0 and step1
+    # the same tensors (EleutherAI/pythia issue 83), here in files with other bytes
+    neox = _tiny_model("gpt_neox", vocab, 12)
+    for revision, reorder in (("step0", False), ("step1", True)):
+        files = {
+            "config.json": _config_json(neox),
+            "generation_config.json": GENERATION_CONFIG,
+            **tok,
+            **_weights(neox, "bin", shards=3, reorder=reorder),
+        }
+        add("EleutherAI/pythia-12b", revision, files)
     _add_data(remote, Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json")))
     return remote
 
@@ -356,13 +432,85 @@ STORY_HEADER = [
     "AnswerRightEnding",
 ]
 OPUS_PAIRS = ("ar-en", "en-es", "en-fr", "en-hi", "en-id", "en-pt", "en-vi", "en-zh")
-WITHOUT_IDS = ("en-es", "en-hi", "en-vi")  # zips without a .ids member
 AMBIGUOUS_PAIR = "en-es"  # repeats one English line: both its verses are dropped
-MERGED_PAIR = "en-zh"  # links two English verses to one line: not one-to-one
+MERGED_PAIR = "en-zh"  # two English verses in one line, with one verse: in no other pair
+#: Genesis 1:1-3, as each zip opens: the World English Bible's typeset wording (curly
+#: quotes; docs/method.md §8 finds them whatever the quotes) and public-domain
+#: translations (Chinese Union Version, Louis Segond 1910, Reina-Valera 1909, Almeida,
+#: Van Dyke, Vietnamese 1926, Hindi OV, Terjemahan Baru)
+GENESIS = {
+    "en": (
+        "In the beginning God created the heavens and the earth.",
+        (
+            "Now the earth was formless and empty. Darkness was on the surface of the deep."
+            " God\u2019s Spirit was hovering over the surface of the waters."
+        ),
+        "God said, \u201cLet there be light,\u201d and there was light.",
+    ),
+    "zh": (
+        "起初，神创造天地。",
+        "地是空虚混沌，渊面黑暗；神的灵运行在水面上。",
+        "神说：要有光，就有了光。",
+    ),
+    "fr": (
+        "Au commencement, Dieu créa les cieux et la terre.",
+        (
+            "La terre était informe et vide: il y avait des ténèbres à la surface de l'abîme,"
+            " et l'esprit de Dieu se mouvait au-dessus des eaux."
+        ),
+        "Dieu dit: Que la lumière soit! Et la lumière fut.",
+    ),
+    "es": (
+        "EN el principio crió Dios los cielos y la tierra.",
+        (
+            "Y la tierra estaba desordenada y vacía, y las tinieblas estaban sobre la haz del"
+            " abismo, y el Espíritu de Dios se movía sobre la haz de las aguas."
+        ),
+        "Y dijo Dios: Sea la luz: y fué la luz.",
+    ),
+    "pt": (
+        "No princípio criou Deus os céus e a terra.",
+        (
+            "E a terra era sem forma e vazia; e havia trevas sobre a face do abismo; e o"
+            " Espírito de Deus se movia sobre a face das águas."
+        ),
+        "E disse Deus: Haja luz; e houve luz.",
+    ),
+    "ar": (
+        "في البدء خلق الله السماوات والارض.",
+        "وكانت الارض خربة وخالية وعلى وجه الغمر ظلمة وروح الله يرف على وجه المياه.",
+        "وقال الله ليكن نور فكان نور.",
+    ),
+    "vi": (
+        "Ban đầu Đức Chúa Trời dựng nên trời đất.",
+        (
+            "Vả, đất là vô hình và trống không, sự mờ tối ở trên mặt vực; Thần Đức Chúa Trời"
+            " vận hành trên mặt nước."
+        ),
+        "Đức Chúa Trời phán rằng: Phải có sự sáng; thì có sự sáng.",
+    ),
+    "hi": (
+        "आदि में परमेश्वर ने आकाश और पृथ्वी की सृष्टि की।",
+        (
+            "और पृथ्वी बेडौल और सुनसान पड़ी थी; और गहरे जल के ऊपर अन्धियारा था: तथा परमेश्वर का"
+            " आत्मा जल के ऊपर मण्डलाता था।"
+        ),
+        "तब परमेश्वर ने कहा, उजियाला हो: तो उजियाला हो गया।",
+    ),
+    "id": (
+        "Pada mulanya Allah menciptakan langit dan bumi.",
+        (
+            "Bumi belum berbentuk dan kosong; gelap gulita menutupi samudera raya, dan Roh Allah"
+            " melayang-layang di atas permukaan air."
+        ),
+        'Berfirmanlah Allah: "Jadilah terang." Lalu terang itu jadi.',
+    ),
+}
 
 
 def verse_id(n: int) -> str:
-    return f"b.GEN.{1 + n // 30}.{1 + n % 30}"
+    """The verse that demo item ``n`` stands for (from Genesis 2:1: 1:1-3 are real)."""
+    return f"b.GEN.{2 + n // 30}.{1 + n % 30}"
 
 
 def _parquet(records: list[dict]) -> bytes:
@@ -393,6 +541,8 @@ def _add_data(remote: FakeRemote, tokenizer) -> None:
         xlsum[f"{config}/validation/0000.parquet"] = _parquet(articles)
         xlsum[f"{config}/train/0000.parquet"] = _parquet(articles[:1])
         xlsum[f"{config}/test/0000.parquet"] = _parquet(articles[:1])
+    # the Hub's conversion splits English train (306,522 articles) into two files
+    xlsum["english/train/0001.parquet"] = _parquet(articles[1:2])
     remote.repos["dataset", "csebuetnlp/xlsum", "refs/convert/parquet"] = xlsum
 
     stories = defaultdict(list)
@@ -422,34 +572,45 @@ def _add_data(remote: FakeRemote, tokenizer) -> None:
     items = list(probe["en"])
     for k, pair in enumerate(OPUS_PAIRS):
         code = pair.replace("en", "").strip("-")
-        # each pair lacks other verses (never Genesis 1:1-1:3, which every translation
-        # has: the generation prompts), and lists its verses in its own order
-        kept = [n for n in range(len(items)) if (n + k) % 11 != 0 or n < 3]
+        # Genesis 1:1-3 first, in every pair; then each pair lacks other verses and
+        # lists its verses in its own order
+        kept = [n for n in range(len(items)) if (n + k) % 11 != 0]
         kept = kept[k * 7 :] + kept[: k * 7]
         if k % 2:
             kept.reverse()
-        lines = [(verse_id(n), probe["en"][items[n]], probe[code][items[n]]) for n in kept]
-        if pair == AMBIGUOUS_PAIR:  # a second verse with the same English line
-            lines.append(("b.GEN.9.1", lines[0][1], "Otra traducción del mismo versículo."))
+        lines = [(f"b.GEN.1.{v + 1}", GENESIS["en"][v], GENESIS[code][v]) for v in range(3)]
+        lines += [(verse_id(n), probe["en"][items[n]], probe[code][items[n]]) for n in kept]
         links = [(v, v) for v, _, _ in lines]
+        if pair == AMBIGUOUS_PAIR:  # a second verse with the same English line
+            lines.append(("b.GEN.9.1", lines[3][1], "Otra traducción del mismo versículo."))
+            links.append(("b.GEN.9.1", "b.GEN.9.1"))
         if pair == MERGED_PAIR:  # two English verses in one line, linked to one verse
-            (v1, en1, zh1), (v2, en2, _) = lines[3], lines[4]
-            lines[3:5] = [(v1, f"{en1} {en2}", zh1)]
-            links[3:5] = [(f"{v1} {v2}", v1)]
+            (v1, en1, zh1), (v2, en2, _) = lines[6], lines[7]
+            lines[6:8] = [(v1, f"{en1} {en2}", zh1)]
+            links[6:8] = [(f"{v1} {v2}", v1)]
         first, second = pair.split("-")
         docs = {"en": "en/English.xml.gz", code: f"{code}/{code}.xml.gz"}
+        sides = {"en": 0, code: 1}
+        alignment = "".join(
+            f'<link xtargets="{link[sides[first]]};{link[sides[second]]}" id="SL{i}" />\n'
+            for i, link in enumerate(links, start=1)
+        )
         members = {
-            f"bible-uedin.{pair}.en": "".join(f"{en}\n" for _, en, _ in lines),
-            f"bible-uedin.{pair}.{code}": "".join(f"{other}\n" for _, _, other in lines),
             "README": "bible-uedin v1 (OPUS)\n",
             "LICENSE": "CC0\n",
+            f"bible-uedin.{pair}.{first}": "",
+            f"bible-uedin.{pair}.{second}": "",
+            # the XCES sentence alignment the Moses files were made from (not read)
+            f"bible-uedin.{pair}.xml": (
+                '<?xml version="1.0" encoding="utf-8"?>\n'
+                '<!DOCTYPE cesAlign PUBLIC "-//CES//DTD XML cesAlign//EN" "">\n'
+                '<cesAlign version="1.0">\n'
+                f'<linkGrp targType="s" fromDoc="{docs[first]}" toDoc="{docs[second]}" >\n'
+                f"{alignment}</linkGrp>\n</cesAlign>\n"
+            ),
         }
-        if pair not in WITHOUT_IDS:
-            sides = {"en": 0, code: 1}
-            members[f"bible-uedin.{pair}.ids"] = "".join(
-                f"{docs[first]}\t{docs[second]}\t{link[sides[first]]}\t{link[sides[second]]}\n"
-                for link in links
-            )
+        members[f"bible-uedin.{pair}.en"] = "".join(f"{en}\n" for _, en, _ in lines)
+        members[f"bible-uedin.{pair}.{code}"] = "".join(f"{other}\n" for _, _, other in lines)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as zipped:
             for name, content in members.items():
@@ -474,19 +635,32 @@ def blob_name(name: str, content: bytes) -> str:
 
 @dataclass
 class StandInDownloader:
-    """lingua_franca.fetch.Downloader over a FakeRemote; records every call."""
+    """lingua_franca.fetch.Downloader over a FakeRemote; records every download.
+    ``token``: the Hub token it sends (None: none), as the real Hub judges it."""
 
     remote: FakeRemote
     hf_home: Path
+    token: str | None = GRANTED_TOKEN
     calls: list = field(default_factory=list)
 
+    def check_access(self, repo_id: str, repo_type: str) -> None:
+        from lingua_franca.fetch import AccessRefused
+
+        status, code, message = self.remote.access(repo_type, repo_id, self.token)
+        if status != 200:  # as HubDownloader turns huggingface_hub's errors
+            reason = {401: "gated", 403: "not_granted"}[status] if code == "GatedRepo" else None
+            raise AccessRefused(reason or ("token" if not code else "not_found"), message)
+
     def list_files(self, repo_id: str, revision: str, repo_type: str) -> list[str]:
-        try:
+        try:  # the Hub lists a gated repository's files to anyone
             return sorted(self.remote.repos[repo_type, repo_id, revision])
         except KeyError:
             raise FileNotFoundError(f"no {repo_type} {repo_id} at {revision}") from None
 
     def download(self, repo_id, revision, repo_type, files, local_dir) -> str:
+        status, _, message = self.remote.access(repo_type, repo_id, self.token)
+        if status != 200:
+            raise PermissionError(f"{status} Client Error: {message}")
         self.calls.append((repo_id, revision, repo_type, tuple(files), local_dir))
         content = self.remote.repos[repo_type, repo_id, revision]
         if local_dir is not None:
@@ -514,3 +688,52 @@ class StandInDownloader:
         self.calls.append((url, str(dest)))
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(self.remote.urls[url])
+
+
+class FakeHub:
+    """The Hub's access check (``GET /api/<type>s/<repo id>/auth-check``, what
+    ``HfApi.auth_check`` asks) served on 127.0.0.1 from a FakeRemote, with the real
+    Hub's answers (``FakeRemote.access``): 200, or the status with ``X-Error-Code`` and
+    ``X-Error-Message`` headers and a JSON error body. ``with FakeHub(remote) as url:``
+    gives the endpoint; ``requests`` lists the (path, token) of every request."""
+
+    def __init__(self, remote: FakeRemote):
+        self.remote, self.requests = remote, []
+
+    def __enter__(self) -> str:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                auth = self.headers.get("Authorization", "")
+                token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+                hub.requests.append((self.path, token))
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if len(parts) == 5 and parts[0] == "api" and parts[4] == "auth-check":
+                    repo_type = parts[1].removesuffix("s")
+                    status, code, message = hub.remote.access(
+                        repo_type, f"{parts[2]}/{parts[3]}", token
+                    )
+                else:
+                    status, code, message = 404, "", "Not Found"
+                body = json.dumps({"error": message} if status != 200 else {}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if code:
+                    self.send_header("X-Error-Code", code)
+                if message:
+                    self.send_header("X-Error-Message", message)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -290,6 +290,78 @@ def test_fingerprint_of_a_sharded_checkpoint_covers_every_shard(tmp_path, tokeni
     )
 
 
+def save_sharded_bin(model, folder, shards):
+    """``model`` as PyTorch pickles in ``shards`` files with their index, as training
+    branches are published (transformers 5 itself writes safetensors only)."""
+    model.config.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    state, seen = {}, set()
+    for name, tensor in model.state_dict().items():  # tied weights once
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            state[name] = tensor.detach().clone().contiguous()
+    names, weight_map = list(state), {}
+    for i in range(shards):
+        file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        torch.save({k: state[k] for k in names[i::shards]}, folder / file)
+        weight_map.update(dict.fromkeys(names[i::shards], file))
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+
+
+def store_content_read_back(path) -> str:
+    """The activation store's content fingerprint computed directly from the finished
+    store (docs/method.md §7): sha256 over its languages and items (JSON) and a
+    "name, dtype, shape, sha256 of the bytes" line for every numeric array, read whole."""
+    import zarr
+
+    group = zarr.open_group(path, mode="r")
+    attrs = dict(group.attrs)
+    names = [*attrs["layers"], *(f"active/{name}" for name in attrs["layers"]), "n_tokens"]
+    lines = [f"languages\t{json.dumps(attrs['languages'])}", f"items\t{json.dumps(attrs['items'])}"]
+    for name in names:
+        values = np.ascontiguousarray(group[name][:])
+        digest = hashlib.sha256(values.tobytes()).hexdigest()
+        lines.append(f"{name}\t{values.dtype.str}\t{list(values.shape)}\t{digest}")
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+
+
+def test_equal_models_in_other_files_have_the_same_activations_fingerprint(tmp_path, tokenizer):
+    """docs/method.md §7: one model saved as one safetensors file and as sharded .bin
+    files: the weight fingerprints differ, the stores' content fingerprints do not (and
+    equal the one read back from the store); a weight changed by 1e-3, or another
+    probe, changes it. (Bitwise equality needs the same extraction settings: another
+    batch size pads otherwise, and the sums round otherwise.)"""
+    a = save_checkpoint("llama", tmp_path / "a", tokenizer)
+    save_sharded_bin(a, tmp_path / "b", shards=3)
+    with torch.no_grad():
+        a.model.layers[0].mlp.up_proj.weight[0, 0] += 1e-3
+    a.save_pretrained(tmp_path / "c")
+    tiny_tokenizer().save_pretrained(tmp_path / "c")
+    attrs = {}
+    for name, batch_size, texts in (
+        ("a", 4, TEXTS),
+        ("b", 4, TEXTS),
+        ("c", 4, TEXTS),
+        ("a-other-probe", 4, TEXTS[:-1] + ["el gato"]),
+    ):
+        model, tok = load_model(str(tmp_path / name.split("-")[0]))
+        path = tmp_path / f"{name}.zarr"
+        frame = probe_frame(texts)
+        extract_to_store(model, tok, frame, path, batch_size=batch_size, progress=False)
+        attrs[name] = ActivationStore(path).attrs
+        assert attrs[name]["activations_fingerprint"] == store_content_read_back(path)
+    assert attrs["a"]["weights_fingerprint"] != attrs["b"]["weights_fingerprint"]
+    assert sorted(attrs["b"]["weights_files"]) == [
+        f"pytorch_model-0000{i}-of-00003.bin" for i in (1, 2, 3)
+    ]
+    assert attrs["a"]["activations_fingerprint"] == attrs["b"]["activations_fingerprint"]
+    assert attrs["a"]["activations_fingerprint"] != attrs["c"]["activations_fingerprint"]
+    assert (
+        attrs["a"]["activations_fingerprint"] != attrs["a-other-probe"]["activations_fingerprint"]
+    )
+
+
 def test_fingerprint_of_a_hub_model_reads_the_blob_names(tmp_path, tokenizer, monkeypatch):
     """In the Hugging Face cache a snapshot's weight file links to blobs/<its sha256>:
     nothing is hashed, and nothing is written into the cache."""

@@ -88,8 +88,25 @@ def fake_metrics(model, checkpoint, counts, lrds, sads, fingerprint, n_parameter
             for m, row in enumerate(counts)
         ],
         "source": {"model": model, "checkpoint": checkpoint},
-        "provenance": {"weights_fingerprint": fingerprint, "n_parameters": n_parameters},
+        "provenance": {
+            "weights_fingerprint": fingerprint,
+            "activations_fingerprint": ACTIVATIONS.get((model, checkpoint)),
+            "n_parameters": n_parameters,
+        },
     }
+
+
+#: the stores' content fingerprints (docs/method.md §7): evo-1b step-300 has step-200's
+#: weight files, so its activations too; sz-m step-20's weight files differ from
+#: step-10's (which has no fingerprint: built in memory), its activations do not
+ACTIVATIONS = {
+    ("evo-1b", "step-100"): "s100",
+    ("evo-1b", "step-200"): "s200",
+    ("evo-1b", "step-300"): "s200",
+    ("sz-s", "main"): "s-sz",
+    ("sz-m", "step-10"): "s-m",
+    ("sz-m", "step-20"): "s-m",
+}
 
 
 def fake_xstorycloze(model, checkpoint, cross, mono):
@@ -357,11 +374,33 @@ def test_metrics_csv_interval_columns(summary):
     assert no_ci[["lrds_lo", "sads_hi", "sklr_lo", "sklr_fraction_hi"]].isna().all()
 
 
-def test_duplicate_fingerprints(summary):
+def test_duplicates_found_by_weight_files_or_by_activations(summary):
+    """docs/method.md §7: equal weight files, or identical activation stores (equal
+    models in different files), with the signals that found each duplicate."""
     m = read(summary[0], "metrics")
-    flagged = m["duplicate_of"].dropna()
-    assert flagged.to_dict() == {("evo-1b", "step-300"): "evo-1b/step-200"}
+    flagged = m.dropna(subset=["duplicate_of"])
+    assert flagged["duplicate_of"].to_dict() == {
+        ("evo-1b", "step-300"): "evo-1b/step-200",
+        ("sz-m", "step-20"): "sz-m/step-10",
+    }
+    assert flagged["duplicate_by"].to_dict() == {
+        ("evo-1b", "step-300"): "weights+activations",
+        ("sz-m", "step-20"): "activations",
+    }
     assert m.loc[("evo-1b", "step-300"), "weights_fingerprint"] == "bbb"
+    assert m.loc[("sz-m", "step-20"), "activations_fingerprint"] == "s-m"
+    assert m["duplicate_by"].isna().sum() == len(GRID) - 2
+    columns = list(m.columns)
+    assert columns.index("duplicate_by") == columns.index("duplicate_of") + 1
+
+
+def test_the_evolution_figure_names_each_duplicate_and_its_signal(records):
+    m = collect_tables(records)["metrics"]
+    assert plots_evolution.duplicate_notes(m) == [
+        "same weight files and activations: evo-1b/step-300 = evo-1b/step-200",
+        "same activations (other weight files): sz-m/step-20 = sz-m/step-10",
+    ]
+    assert plots_evolution.duplicate_notes(m[m["family"] == "evo"].iloc[:2]) == []
 
 
 def test_long_tables(summary):

@@ -331,6 +331,121 @@ def test_bible_opus_keeps_english_documents_apart(tmp_path):
     ]
 
 
+# docs/method.md §8: the corpus's English is the World English Bible; Genesis 1:1-3 as
+# the paper prints them (straight quotes), and as typeset releases of the WEB have them
+WEB_GENESIS = (
+    "In the beginning God created the heavens and the earth.",
+    (
+        "Now the earth was formless and empty. Darkness was on the surface of the deep."
+        " God's Spirit was hovering over the surface of the waters."
+    ),
+    'God said, "Let there be light," and there was light.',
+)
+WEB_GENESIS_TYPESET = (
+    WEB_GENESIS[0],
+    WEB_GENESIS[1].replace("God's", "God\u2019s"),
+    "God said, \u201cLet there be light,\u201d and there was light.",
+)
+GENESIS_FR = (
+    "Au commencement, Dieu créa les cieux et la terre.",
+    (
+        "La terre était informe et vide: il y avait des ténèbres à la surface de l'abîme,"
+        " et l'esprit de Dieu se mouvait au-dessus des eaux."
+    ),
+    "Dieu dit: Que la lumière soit! Et la lumière fut.",
+)
+GENESIS_ZH = (
+    "起初，神创造天地。",
+    "地是空虚混沌，渊面黑暗；神的灵运行在水面上。",
+    "神说：要有光，就有了光。",
+)
+GENESIS_AR = (
+    "في البدء خلق الله السماوات والأرض.",
+    "وكانت الأرض خربة وخالية، وعلى وجه الغمر ظلمة، وروح الله يرف على وجه المياه.",
+    "وقال الله: ليكن نور، فكان نور.",
+)
+
+
+def genesis_zips(folder, english=None, drop=None):
+    """OPUS zips without any .ids member whose pairs hold Genesis 1:1-3 (WEB English)
+    among other verses, in their own orders: en-fr with the paper's straight quotes and
+    doubled spaces, en-zh typeset (curly quotes), ar-en straight. ``drop``: (pair,
+    verse index) of a Genesis verse that pair lacks."""
+    english = english or {"en-fr": WEB_GENESIS, "en-zh": WEB_GENESIS_TYPESET, "ar-en": WEB_GENESIS}
+    other = {"en-fr": GENESIS_FR, "en-zh": GENESIS_ZH, "ar-en": GENESIS_AR}
+    extra = {  # Genesis 1:5 (KJV English, as the fixture files have it), in every pair
+        "en-fr": (EN_5, "Dieu appela la lumière jour, et il appela les ténèbres nuit."),
+        "en-zh": (EN_5, "神称光为昼，称暗为夜。有晚上，有早晨，这是头一日。"),
+        "ar-en": (EN_5, "ودعا الله النور نهارا، والظلمة دعاها ليلا."),
+    }
+    for pair, code in (("en-fr", "fr"), ("en-zh", "zh"), ("ar-en", "ar")):
+        lines = [
+            (e, o) for n, (e, o) in enumerate(zip(english[pair], other[pair])) if drop != (pair, n)
+        ]
+        lines.append(extra[pair])
+        if pair == "en-fr":
+            lines = [(e.replace(". ", ".  "), o) for e, o in lines]
+        if pair == "en-zh":
+            lines.reverse()
+        with zipfile.ZipFile(folder / f"{pair}.txt.zip", "w") as zipped:
+            zipped.writestr(f"bible-uedin.{pair}.en", "".join(f"{e}\n" for e, _ in lines))
+            zipped.writestr(f"bible-uedin.{pair}.{code}", "".join(f"{o}\n" for _, o in lines))
+            zipped.writestr("README", "bible-uedin\n")
+    return folder
+
+
+def test_bible_opus_without_ids_finds_genesis_by_its_english_text(tmp_path):
+    """docs/method.md §8: without any .ids the verse ids are unknown, yet Genesis 1:1-3
+    are found by their World English Bible text (quote marks and whitespace
+    normalised) and get the ids they have in the corpus, so the generation prompts are
+    the paper's whether or not the zips hold .ids."""
+    from lingua_franca.corpora import choose_prompts
+
+    section = {"source": "bible_opus", "options": {"dir": str(genesis_zips(tmp_path))}}
+    languages = ["en", "fr", "zh", "ar"]
+    df = load_probe_corpus(section["source"], section["options"], languages)
+    probe = make_probe(df, languages, [df["id"].iloc[-1]])
+    chosen = choose_prompts(section, {"prompts_per_language": 3, "prompts": None}, languages, probe)
+    ids = df["id"].unique().tolist()
+    assert ids[:3] == ["b.GEN.1.1", "b.GEN.1.2", "b.GEN.1.3"] and len(ids) == 4
+    assert ids[3].startswith("en#")  # 1:5: no id known
+    assert chosen["source"] == "genesis"
+    for lang, texts in (("fr", GENESIS_FR), ("zh", GENESIS_ZH), ("ar", GENESIS_AR)):
+        assert [p["item"] for p in chosen["prompts"][lang]] == [
+            "b.GEN.1.1",
+            "b.GEN.1.2",
+            "b.GEN.1.3",
+        ]
+        assert [p["text"] for p in chosen["prompts"][lang]] == list(texts)
+    assert chosen["prompts"]["en"][2]["text"] in (WEB_GENESIS[2], WEB_GENESIS_TYPESET[2])
+
+
+def test_genesis_lacking_in_one_language_still_stops_the_prompts(tmp_path):
+    """A corpus without Genesis 1:2 in one pair gets the clear error it gets with .ids."""
+    from lingua_franca.corpora import choose_prompts
+
+    folder = genesis_zips(tmp_path, drop=("ar-en", 1))
+    section = {"source": "bible_opus", "options": {"dir": str(folder)}}
+    languages = ["en", "fr", "ar"]
+    df = load_probe_corpus(section["source"], section["options"], languages)
+    assert "b.GEN.1.2" not in set(df["id"]) and "b.GEN.1.3" in set(df["id"])
+    probe = make_probe(df, languages, ["b.GEN.1.1"])
+    with pytest.raises(
+        CorpusError,
+        match=r"b\.GEN\.1\.2 \(Genesis, the generation prompts\) is not in every language",
+    ):
+        choose_prompts(section, {"prompts_per_language": 3, "prompts": None}, languages, probe)
+
+
+def test_an_english_verse_of_another_translation_is_not_taken_for_genesis(tmp_path):
+    """Only the WEB's wording is recognised: a KJV Genesis 1:1 keeps a text id."""
+    kjv = ("In the beginning God created the heaven and the earth.", *WEB_GENESIS[1:])
+    folder = genesis_zips(tmp_path, english={"en-fr": kjv, "en-zh": kjv, "ar-en": kjv})
+    df = load_probe_corpus("bible_opus", {"dir": str(folder)}, ["en", "fr"])
+    ids = df["id"].unique().tolist()
+    assert ids[0].startswith("en#") and ids[1:3] == ["b.GEN.1.2", "b.GEN.1.3"]
+
+
 def test_bible_opus_errors(tmp_path):
     with pytest.raises(
         CorpusError,

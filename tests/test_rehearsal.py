@@ -5,8 +5,11 @@ shaped like the Hub's and data files in their published layouts, all written by 
 fetch step (lingua_franca.fetch) through a stand-in downloader. The models are tiny
 and random; what is rehearsed is that every job finds, reads and records what the
 real grid would give it: the BLOOM intermediate checkpoints' tokenizer from the final
-model, the 10-column Spanish XStoryCloze file, Bible zips with and without .ids,
-BLOOM's 2048-token windows whatever its config says, and no network anywhere.
+model, the 10-column Spanish XStoryCloze file, Bible zips without .ids (Genesis 1:1-3,
+the generation prompts, found by their English text), BLOOM's 2048-token windows
+whatever its config says, sharded safetensors beside sharded .bin (2 and 15 shards),
+sharded .bin training branches, gated repositories, equal models in different files,
+and no network anywhere.
 """
 
 import json
@@ -19,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+import zarr
 from hub_rehearsal import (
     AMBIGUOUS_PAIR,
+    GENESIS,
     KEEP,
-    WITHOUT_IDS,
     XSTORYCLOZE_CONFIGS,
     StandInDownloader,
     overlay,
@@ -107,6 +111,15 @@ def test_an_experiment_config_runs_end_to_end_offline(name, remote, tmp_path, mo
     for c in cfg.grid():
         folder = results / c.model / c.name
         model = cfg.models[c.model]
+        # the weights from_pretrained read: the first layout the revision has, every
+        # shard its index lists, never the .bin beside safetensors; fetched, loaded and
+        # fingerprinted alike
+        published = remote.repos["model", model.hub_id, c.revision]
+        expected_weights = published_weights(published)
+        store = zarr.open_group(folder / "activations.zarr", mode="r")
+        assert sorted(store.attrs["weights_files"]) == expected_weights, c
+        fetched = manifests[f"model-{c.model}-{c.name}"]["files"]
+        assert [f for f in fetched if f.endswith((".safetensors", ".bin"))] == expected_weights
         ablation = json.loads((folder / "ablation.json").read_text())
         # break 4: BLOOM's window is 2048 at every size (bloom-1b7's config says 4096)
         assert ablation["seqlen"] == WINDOW[model.family], (c.model, ablation["seqlen"])
@@ -128,15 +141,13 @@ def test_an_experiment_config_runs_end_to_end_offline(name, remote, tmp_path, mo
     assert sorted(stories["stories"]) == sorted(XSTORYCLOZE_CONFIGS) and stories["missing"] == []
     assert len(stories["stories"]["es"]) == len(stories["stories"]["en"]) == 48
 
-    # break 3: zips with and without .ids (en-es has none) are aligned by the English
-    # text; what each pair lost is logged and recorded beside the probe
+    # break 3: the zips hold no .ids: pairs are aligned by the English text; what each
+    # pair lost is logged and recorded beside the probe
     members = {
         pair: zipfile.ZipFile(workdir / "data" / "bible-uedin" / f"{pair}.txt.zip").namelist()
         for pair in ("ar-en", "en-es", "en-fr", "en-zh")
     }
-    assert [p for p, names in members.items() if f"bible-uedin.{p}.ids" not in names] == [
-        p for p in members if p in WITHOUT_IDS
-    ]
+    assert not [name for names in members.values() for name in names if name.endswith(".ids")]
     alignment = json.loads((results / "data" / "probe_alignment.json").read_text())
     assert alignment["aligned_by"] == "english_text"
     pairs = alignment["pairs"]
@@ -145,15 +156,49 @@ def test_an_experiment_config_runs_end_to_end_offline(name, remote, tmp_path, mo
     for pair in pairs.values():
         assert pair["kept"] == alignment["items_in_every_language"] > 50
         assert pair["lost"] == pair["lines"] - pair["kept"] > 0
+        # Genesis 1:1-3, in the WEB's typeset wording, found by their text
+        assert pair["named_by_english_text"] == ["b.GEN.1.1", "b.GEN.1.2", "b.GEN.1.3"]
     log = (workdir / "logs" / "data" / "prepare_probe.log").read_text()
     assert f"pair {AMBIGUOUS_PAIR} (aligned by english_text)" in log and "ambiguous 2" in log
     probe = pd.read_csv(results / "data" / "probe.tsv", sep="\t", dtype=str)
-    assert probe["item"].str.fullmatch(r"b\.GEN\.\d+\.\d+").all()  # named by the zips' .ids
+    assert probe["item"].str.fullmatch(r"b\.GEN\.1\.[123]|en#[0-9a-f]{12}").all()
     assert len(probe) == 6 * len(cfg.languages)
+    # ... and the generation prompts are Genesis 1:1 in every language, as with .ids
+    prompts = json.loads((results / "data" / "prompts.json").read_text())
+    assert prompts["source"] == "genesis"
+    for lang in cfg.languages:
+        assert prompts["prompts"][lang] == [{"item": "b.GEN.1.1", "text": GENESIS[lang][0]}]
 
     # break 5: the data rules read what the fetch step wrote, in the published layout
     assert (workdir / "data/xlsum/spanish/validation/0000.parquet").is_file()
     assert not list((workdir / "data/xlsum").glob("*/train"))  # the validation split only
 
+    # equal models are flagged, with the signal that found them (docs/method.md §7)
+    flagged = summary.dropna(subset=["duplicate_of"])
+    found = {(r.checkpoint, r.duplicate_of, r.duplicate_by) for r in flagged.itertuples()}
+    fingerprints = summary["weights_fingerprint"].nunique()
     if name == "bloom-7b1-checkpoints":  # the Hub's global_step100000 = global_step200000
-        assert summary["duplicate_of"].notna().sum() == 1
+        duplicate = "bloom-7b1-intermediate/global_step100000"
+        assert found == {("global_step200000", duplicate, "weights+activations")}
+        assert fingerprints == 1
+    elif name == "pythia-checkpoints":  # step0 = step1, in files with other bytes
+        assert found == {("step1", "pythia-12b/step0", "activations")}
+        assert fingerprints == 2
+    else:
+        assert not found and fingerprints == 2
+    assert summary["activations_fingerprint"].notna().all()
+
+
+def published_weights(files: dict[str, bytes]) -> list[str]:
+    """The weight files from_pretrained reads from a published revision, by the index
+    the revision carries (every shard it lists), else the single file."""
+    layouts = (
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    )
+    for index, single in layouts:
+        if index in files:
+            return sorted(set(json.loads(files[index])["weight_map"].values()))
+        if single in files:
+            return [single]
+    raise AssertionError(f"no weights in {sorted(files)}")

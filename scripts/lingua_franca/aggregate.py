@@ -82,7 +82,9 @@ COLUMNS = {
         "diagonal_dominates",
         "diagonal_dominates_ci",
         "weights_fingerprint",
+        "activations_fingerprint",
         "duplicate_of",
+        "duplicate_by",
     ],
     "key_neurons_per_layer": ID
     + ["layer", "name", "width", "lrds", "sads", "key_neurons"]
@@ -314,6 +316,7 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
         **_accuracy(xsc),
         **ablation,
         "weights_fingerprint": provenance.get("weights_fingerprint"),
+        "activations_fingerprint": provenance.get("activations_fingerprint"),
     }
     ci = m.get("ci") or {}
     layer_ci = {row.get("layer"): row for row in ci.get("per_layer") or []}
@@ -357,18 +360,43 @@ def _checkpoint_tables(record: Mapping[str, Any]) -> dict[str, list[dict]]:
     }
 
 
-def _duplicate_of(metrics: pd.DataFrame) -> list[str | None]:
-    """For each row, the first earlier model/checkpoint with the same weights
-    fingerprint (published BLOOM intermediate checkpoints include byte-identical
-    copies, which would otherwise count as two points of a trend)."""
-    first: dict[str, str] = {}
-    out = []
-    columns = ["weights_fingerprint", "model", "checkpoint"]
-    for fingerprint, model, checkpoint in metrics[columns].itertuples(index=False):
-        name = f"{model}/{checkpoint}"
-        seen = first.setdefault(fingerprint, name) if isinstance(fingerprint, str) else name
-        out.append(None if seen == name else seen)
-    return out
+#: the signals that find a duplicate checkpoint, strongest first (docs/method.md §7)
+DUPLICATE_SIGNALS = {"weights": "weights_fingerprint", "activations": "activations_fingerprint"}
+
+
+def _duplicates(metrics: pd.DataFrame) -> tuple[list[str | None], list[str | None]]:
+    """For each row: the first earlier model/checkpoint with the same weight files, else
+    the first with identical activations (``duplicate_of``), and every signal on which
+    the two agree, ``+``-joined (``duplicate_by``). Published checkpoint series hold
+    byte-identical copies, and equal weights in other files (Pythia step0 and step1),
+    which would otherwise count as two points of a trend."""
+    first: dict[str, dict[str, int]] = {signal: {} for signal in DUPLICATE_SIGNALS}
+    values = {
+        signal: [v if isinstance(v, str) else None for v in metrics[column]]
+        for signal, column in DUPLICATE_SIGNALS.items()
+    }
+    names = [f"{m}/{c}" for m, c in zip(metrics["model"], metrics["checkpoint"], strict=True)]
+    of, by = [], []
+    for row in range(len(metrics)):
+        earlier = None
+        for signal in DUPLICATE_SIGNALS:
+            value = values[signal][row]
+            if value is not None:
+                seen = first[signal].setdefault(value, row)
+                if earlier is None and seen != row:
+                    earlier = seen
+        if earlier is None:
+            of.append(None)
+            by.append(None)
+            continue
+        agree = [
+            signal
+            for signal in DUPLICATE_SIGNALS
+            if values[signal][row] is not None and values[signal][row] == values[signal][earlier]
+        ]
+        of.append(names[earlier])
+        by.append("+".join(agree))
+    return of, by
 
 
 def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -389,7 +417,9 @@ def collect_tables(records: Iterable[Mapping[str, Any]]) -> dict[str, pd.DataFra
         for name, part in _checkpoint_tables(record).items():
             rows[name].extend(part)
     tables = {name: _table(rows[name], COLUMNS[name]) for name in TABLES}
-    tables["metrics"]["duplicate_of"] = pd.Series(_duplicate_of(tables["metrics"]), dtype="object")
+    of, by = _duplicates(tables["metrics"])
+    tables["metrics"]["duplicate_of"] = pd.Series(of, dtype="object")
+    tables["metrics"]["duplicate_by"] = pd.Series(by, dtype="object")
     return tables
 
 
@@ -512,7 +542,13 @@ def write_summary(
 
     metrics = tables["metrics"]
     for row in metrics.dropna(subset=["duplicate_of"]).itertuples():
-        log.warning("%s/%s has the same weights as %s", row.model, row.checkpoint, row.duplicate_of)
+        log.warning(
+            "%s/%s duplicates %s (%s)",
+            row.model,
+            row.checkpoint,
+            row.duplicate_of,
+            figures.DUPLICATE_LABELS.get(row.duplicate_by, row.duplicate_by),
+        )
 
     def figure(name: str, draw, data: pd.DataFrame, **label: str) -> None:
         draw(data, paths[name], **label)

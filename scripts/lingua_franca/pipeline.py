@@ -120,6 +120,7 @@ def metrics(
         key: store.attrs.get(key)
         for key in (
             "weights_fingerprint",
+            "activations_fingerprint",
             "n_parameters",
             "dtype",
             "config_hash",

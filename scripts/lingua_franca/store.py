@@ -19,10 +19,17 @@ Rows are un-normalized; the metrics normalize.  A store is written under a
 temporary name and renamed at the end, and carries ``complete: true`` only then,
 so a killed job never leaves something that looks finished; the next writer of
 the store removes what a killed one left (:mod:`lingua_franca.atomic`).
+
+Attribute ``activations_fingerprint`` identifies the store's content (docs/method.md
+§7): two checkpoints whose stores carry the same one gave identical activations on
+the same probe, whatever files their weights came from. The writer hashes each
+array as it writes it, so the store is never read for it (``content_fingerprint``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -42,6 +49,17 @@ COL_CHUNK = 4096
 
 def layer_name(index: int) -> str:
     return f"{LAYER_PREFIX}{index:03d}"
+
+
+def content_fingerprint(
+    languages: Sequence[str], items: Sequence[str], arrays: Sequence[tuple[str, str, tuple, str]]
+) -> str:
+    """sha256 over the rows' languages and items (JSON) and one line per numeric array,
+    ``name<TAB>dtype<TAB>shape<TAB>sha256 of its C-order bytes``, in the order given
+    (the store's: layers, then ``active/`` layers, then ``n_tokens``)."""
+    lines = [f"languages\t{json.dumps(list(languages))}", f"items\t{json.dumps(list(items))}"]
+    lines += [f"{name}\t{dtype}\t{list(shape)}\t{digest}" for name, dtype, shape, digest in arrays]
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
 
 
 class StoreError(RuntimeError):
@@ -133,6 +151,12 @@ class StoreWriter:
                 name, shape=(self.n,), dtype=str, dimension_names=["sample"]
             )
             array[:] = np.array(self.attrs[f"{name}s"], dtype=str)
+        self._targets = [*self.arrays, *self.active_arrays]
+        if self.counts:
+            self._targets.append(self.n_tokens_array)
+        # the content fingerprint, hashed as the rows are written (rows in order, each
+        # block full width: the arrays' C-order bytes)
+        self._digests = [hashlib.sha256() for _ in self._targets]
         return self
 
     def write(
@@ -164,11 +188,10 @@ class StoreWriter:
         if not self._buffered:
             return
         stop = self._row + self._buffered
-        targets = [*self.arrays, *self.active_arrays]
-        if self.counts:
-            targets.append(self.n_tokens_array)
-        for index, array in enumerate(targets):
-            array[self._row : stop] = np.concatenate([b[index] for b in self._buffer])
+        for index, array in enumerate(self._targets):
+            rows = np.ascontiguousarray(np.concatenate([b[index] for b in self._buffer]))
+            array[self._row : stop] = rows
+            self._digests[index].update(rows.tobytes())
         self._row, self._buffer, self._buffered = stop, [], 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -179,7 +202,17 @@ class StoreWriter:
         if self._row != self.n:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise StoreError(f"{self.path}: {self._row} of {self.n} rows written")
-        self.group.attrs.update({**self.attrs, "complete": True})
+        fingerprint = content_fingerprint(
+            self.attrs["languages"],
+            self.attrs["items"],
+            [
+                (str(array.path), array.dtype.str, array.shape, digest.hexdigest())
+                for array, digest in zip(self._targets, self._digests, strict=True)
+            ],
+        )
+        self.group.attrs.update(
+            {**self.attrs, "activations_fingerprint": fingerprint, "complete": True}
+        )
         if self.path.exists():
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)

@@ -78,6 +78,28 @@ def _legend(ax, twin, **kwargs) -> None:
         ax.legend(handles + more_handles, labels + more_labels, fontsize="small", **kwargs)
 
 
+#: what each value of the metrics table's ``duplicate_by`` says (docs/method.md §7)
+DUPLICATE_LABELS = {
+    "weights": "same weight files",
+    "activations": "same activations (other weight files)",
+    "weights+activations": "same weight files and activations",
+}
+
+
+def duplicate_notes(metrics: pd.DataFrame) -> list[str]:
+    """One line per checkpoint that duplicates an earlier one, with what found it."""
+    if "duplicate_of" not in metrics:
+        return []
+    rows = metrics.dropna(subset=["duplicate_of"])
+    by = rows["duplicate_by"] if "duplicate_by" in rows else pd.Series("weights", index=rows.index)
+    return [
+        f"{DUPLICATE_LABELS.get(signal, signal)}: {m}/{c} = {d}"
+        for m, c, d, signal in zip(
+            rows["model"], rows["checkpoint"], rows["duplicate_of"], by, strict=True
+        )
+    ]
+
+
 # --------------------------------------------------------------------- Figure 4
 
 
@@ -88,7 +110,8 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
 
     ``metrics``: the family's rows of the metrics table.  One line per model (marker
     = model); checkpoints with no training step cannot be placed and are listed
-    instead, as are checkpoints with weights identical to an earlier one.  The paper
+    instead, as are checkpoints that duplicate an earlier one (same weight files, or
+    identical activations: ``duplicate_notes``).  The paper
     reads SKLR and LRDS falling, SADS and accuracy rising as training goes on.
     """
     stepped = metrics.assign(_x=numbers(metrics["step"])).dropna(subset=["_x"]).sort_values("_x")
@@ -139,12 +162,7 @@ def plot_evolution(metrics: pd.DataFrame, path: str | os.PathLike, family: str =
     unplaced = metrics[metrics["step"].isna()]
     notes = [INTERVAL_NOTE] if shaded else []
     notes += [f"no training step, not shown: {_names(unplaced)}"] if len(unplaced) else []
-    notes += [
-        f"same weights: {m}/{c} = {d}"
-        for m, c, d in metrics.dropna(subset=["duplicate_of"])[
-            ["model", "checkpoint", "duplicate_of"]
-        ].itertuples(index=False)
-    ]
+    notes += duplicate_notes(metrics)
     _footer(fig, notes)
     fig.tight_layout()
     _save(fig, path)
