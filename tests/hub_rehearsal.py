@@ -123,7 +123,7 @@ def overlay(config: dict, name: str) -> dict:
         eval_batch_size=4,
         random_baseline_seeds=[0],
         block_width=64,
-        generation={"max_new_tokens": 2, "prompts_per_language": 1},
+        generation={"max_new_tokens": 2, "prompts_per_language": 1, "samples": 3, "batch_size": 8},
     )
     return config
 
