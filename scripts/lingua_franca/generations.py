@@ -101,7 +101,7 @@ def generate_all(
     """One record per (condition, prompt language, prompt), in that order.
 
     ``conditions``: (name, neurons) pairs; ``deactivate(neurons)`` is the context
-    manager that zeroes them (``architectures.zero_neurons``).  ``prompts``:
+    manager that zeroes them (``interventions.zero_neurons``).  ``prompts``:
     language → [{"item": id or None, "text": prompt}].  ``progress``: a tqdm bar
     advanced by prompts.  The decoded text keeps special tokens (an end-of-sequence
     shows where it came); bytes that do not form valid UTF-8 decode to U+FFFD.
