@@ -1,4 +1,5 @@
-"""Interventions on MLP neurons: which neurons, which operation, which values.
+"""Interventions on MLP neurons: which neurons, which operation, which values
+(docs/method.md §5, "Interventions beyond zeroing").
 
 An intervention is a value, not a code path.  An :class:`Intervention` names neurons
 per layer (indices within the layer, the §1 neuron vector of docs/method.md) and one

@@ -206,6 +206,8 @@ METHODS: dict[str, Method] = {
         "average precision of retrieving the language's samples ranked by the neuron's "
         "pooled activation (top: highest first; bottom: lowest first); higher is more "
         "specific, chance = the language's share of the samples",
+        # BENCHMARKS.md: 441 MiB peak on a BLOOM-7b1-shaped store; LLaMA-2-70b's K is 4.7×
+        mem_mb=2000,
         small={"top": 3, "bottom": 2},
     ),
 }

@@ -267,11 +267,11 @@ def language_statistics(
     block_width: int = COL_CHUNK,
 ) -> dict[str, dict[int, np.ndarray]]:
     """{language: {layer index: (width,) float32}}: the median or mean over each
-    language's samples of every neuron's pooled activation (the store's rows, §2 of
-    docs/method.md): the values steering forces a language's neurons to, read from
-    the store with no forward pass.  Streamed in blocks of neurons; computed in
-    float64 (a median of an even count is the mean of the two middle values).
-    Languages in order of first appearance."""
+    language's samples of every neuron's pooled activation (the store's rows): the
+    values steering forces a language's neurons to, read from the store with no
+    forward pass (docs/method.md §5, "Interventions beyond zeroing").  Streamed in
+    blocks of neurons; computed in float64 (a median of an even count is the mean of
+    the two middle values).  Languages in order of first appearance."""
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; known: {list(STATISTICS)}")
     if not isinstance(store, ActivationStore):
