@@ -18,9 +18,11 @@ min_version("9.0")
 report: "resources/report/workflow.rst"
 
 
-# The demo config, unless the command line gives a whole config of its own (a
-# --configfile is then not merged into the demo's models and languages).
-if not config:
+# The demo config, unless the command line gives a whole config file of its own (a
+# --configfile is then not merged into the demo's models and languages). --config
+# KEY=VALUE overrides whichever config is used: Snakemake merges it into the demo
+# config when the directive below loads it, and into a --configfile's.
+if not workflow.overwrite_configfiles:
     root = Path(workflow.basedir).resolve()
     if Path.cwd() != root and not Path("workflow_config.yaml").exists():
         raise WorkflowError(

@@ -139,7 +139,7 @@ def proto_zero_neurons(model, neurons, neuron_module=None):
         handles = []
         try:
             for layer, index in neurons.items():
-                index = arch._as_index(index)
+                index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
                 if index.numel() == 0:
                     continue
                 cache: dict = {}

@@ -41,9 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_extraction as be
 from lingua_franca.ablation import random_neurons
 from lingua_franca.activations import tokenize
-from lingua_franca.architectures import find_neurons, zero_neurons
+from lingua_franca.architectures import find_neurons
 from lingua_franca.corpora.parallel import read_parallel_tsv
 from lingua_franca.generations import Sampling, left_pad, sample
+from lingua_franca.interventions import zero_neurons
 from lingua_franca.language_id import Identifier
 
 HELDOUT = be.CORPUS / "heldout.tsv"

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +28,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_metrics import proc_status_mib, store_shape_arguments, synthetic_writer
+from bench_metrics import (
+    on_store,
+    proc_status_mib,
+    selection_arguments,
+    synthetic_writer,
+    write_result,
+)
 from lingua_franca import lape
 from lingua_franca.store import ActivationStore
 
@@ -116,47 +120,12 @@ def bench_store(path: Path, block_widths: list[int]) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    store_shape_arguments(parser, "BLOOM-7b1: 30")
-    parser.add_argument(
-        "--block-width",
-        type=lambda v: [int(x) for x in v.split(",")],
-        default=[4096],
-        help="one or more, comma-separated: 4096,16384",
-    )
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a temp folder")
-    parser.add_argument("--keep", action="store_true", help="keep the store")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--store", type=Path, help="time this existing store instead")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    selection_arguments(parser)
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(child_lape(args.child, args.block_width[0])))
         return
-
-    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
-    print(
-        f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores; "
-        f"load average {[round(x, 2) for x in os.getloadavg()]}"
-    )
-    if args.store:
-        result = bench_store(args.store, args.block_width)
-    else:
-        workdir = Path(tempfile.mkdtemp(dir=args.workdir, prefix="bench_lape_"))
-        try:
-            path = workdir / "store.zarr"
-            start = time.perf_counter()
-            make_store(path, args.languages, args.items, args.layers, args.width, args.seed)
-            size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-            print(
-                f"store created in {time.perf_counter() - start:.1f} s, {size_mb:,.0f} MB on disk"
-            )
-            result = bench_store(path, args.block_width)
-        finally:
-            if args.keep:
-                print(f"kept under {workdir}")
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+    result = on_store(args, make_store, lambda path: bench_store(path, args.block_width), "lape")
     first = next(iter(result["block_widths"].items()))
     figures = {
         "compute_lape_seconds": {
@@ -165,14 +134,7 @@ def main(argv=None):
             f"{first[0]} (peak RSS {first[1]['peak_mib']:.0f} MiB); not a ratio",
         }
     }
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"benchmark": "lape", "command": " ".join(sys.argv), **result, "figures": figures},
-                indent=1,
-            )
-            + "\n"
-        )
+    write_result(args, "lape", result, figures)
     return result
 
 

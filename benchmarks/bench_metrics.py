@@ -312,6 +312,56 @@ def store_shape_arguments(parser: argparse.ArgumentParser, layers_help: str) -> 
     parser.add_argument("--width", type=int, default=16384, help="BLOOM-7b1: 16384")
 
 
+def selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the key-neuron selection benchmarks (LAPE, AP) take besides the shape."""
+    store_shape_arguments(parser, "BLOOM-7b1: 30")
+    parser.add_argument(
+        "--block-width",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[4096],
+        help="one or more, comma-separated: 4096,16384",
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temp folder")
+    parser.add_argument("--keep", action="store_true", help="keep the store")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", type=Path, help="time this existing store instead")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+
+
+def on_store(args: argparse.Namespace, make, bench, name: str) -> dict:
+    """``bench(path)`` on ``args.store``, or on a synthetic store that ``make`` (as
+    ``make_store``) creates under a temporary folder, removed after unless ``--keep``;
+    the result, written with ``figures(result)`` to ``--json`` by ``write_result``."""
+    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
+    print(
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} cores; "
+        f"load average {[round(x, 2) for x in os.getloadavg()]}"
+    )
+    if args.store:
+        return bench(args.store)
+    workdir = Path(tempfile.mkdtemp(dir=args.workdir, prefix=f"bench_{name}_"))
+    try:
+        path = workdir / "store.zarr"
+        start = time.perf_counter()
+        make(path, args.languages, args.items, args.layers, args.width, args.seed)
+        size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+        print(f"store created in {time.perf_counter() - start:.1f} s, {size_mb:,.0f} MB on disk")
+        return bench(path)
+    finally:
+        if args.keep:
+            print(f"kept under {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_result(args: argparse.Namespace, name: str, result: dict, figures: dict) -> None:
+    """The benchmark's result and figures to ``--json``, for run_all.py."""
+    if args.json:
+        record = {"benchmark": name, "command": " ".join(sys.argv), **result, "figures": figures}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     store_shape_arguments(parser, "BLOOM-7b1: 30 (0: skip)")

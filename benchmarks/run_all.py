@@ -19,6 +19,9 @@ interleaved inside one benchmark; see benchmarks/README.md).
   BLOOM-7b1-shaped store (900 × 30 × 16384), with and without bootstrap intervals,
   and the reference pair loop against the closed form.  ``--quick``: 10 of the 30
   layers, a 4096-neuron reference slice.
+- ap (``bench_ap.py``): AP selection's time (against the plain pass over the means)
+  and peak memory on a synthetic BLOOM-7b1-shaped store.  ``--quick``: 10 of the 30
+  layers.
 - lape (``bench_lape.py``): compute_lape's time and peak memory on a synthetic
   BLOOM-7b1-shaped store with activity counts.  ``--quick``: 10 of the 30 layers.
 - planning (``bench_planning.py``, another engineer's, if present): ``snakemake -n`` on
@@ -43,10 +46,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("extraction", "ablation", "metrics", "lape", "planning")
+BENCHMARKS = ("extraction", "ablation", "metrics", "lape", "ap", "planning")
 SCALED_METRICS = ["--layers", "10", "--ref-neurons", "4096"]
 SCALED_PLANNING = ["--repeat", "1"]
 SCALED_LAPE = ["--layers", "10"]
+SCALED_AP = ["--layers", "10"]
 
 
 def load() -> list[float]:
@@ -155,7 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="metrics and lape on 10 of BLOOM-7b1's 30 layers, planning run once",
+        help="metrics, lape and ap on 10 of BLOOM-7b1's 30 layers, planning run once",
     )
     parser.add_argument(
         "--only",
@@ -221,10 +225,10 @@ def main(argv=None) -> int:
                 results[key] = {**entry, "skipped": f"{script.name} not present"}
                 continue
             print(f"\n-- {key}", flush=True)
-            if name in ("extraction", "ablation", "lape"):
+            if name in ("extraction", "ablation", "lape", "ap"):
                 out = Path(tmp) / f"{key}.json"
-                if name == "lape":
-                    scale = SCALED_LAPE if args.quick else []
+                if name in ("lape", "ap"):
+                    scale = (SCALED_LAPE if name == "lape" else SCALED_AP) if args.quick else []
                     cmd = [sys.executable, str(script), *scale, "--json", str(out), *extra]
                 else:
                     cmd = [sys.executable, str(script), *common, "--json", str(out), *extra]

@@ -131,6 +131,12 @@ def method_settings(method):
     return METHODS[method].settings(CFG.analysis)
 
 
+def method_resource(name):
+    """The selection job's resource ``name`` (mem_mb, runtime) from its method's
+    registry entry; more on each retry."""
+    return lambda wildcards, attempt: getattr(METHODS[wildcards.method], name) * attempt
+
+
 def model_inputs(wildcards):
     """What a model × checkpoint job needs before it can load the model: the
     trained toy model's folder; nothing for Hub models and local folders."""

@@ -1,4 +1,4 @@
-# Key neurons by the further methods of analysis.key_neuron_methods (LAPE;
+# Key neurons by the further methods of analysis.key_neuron_methods (LAPE, AP, …;
 # docs/method.md §9) on the same activation store as the paper's z-scores, and where
 # the methods' regions agree. The z-score regions come from the metrics pass; the
 # further methods' regions are deactivated in the ablation job (rules/ablation.smk).
@@ -21,8 +21,8 @@ rule select_key_neurons:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=method_resource("mem_mb"),  # each method's own, in its registry entry
+        runtime=method_resource("runtime"),
     params:
         settings=lambda wildcards: method_settings(wildcards.method),
         block_width=CFG.analysis["block_width"],

@@ -6,6 +6,7 @@ bootstrap tests); the corpus fixtures. Imported as ``from helpers import ...``
 
 import math
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -179,6 +180,24 @@ def batch(seed=1, lengths=(7, 4, 1)):
     ids = torch.randint(3, VOCAB, (len(lengths), max(lengths)), generator=g)
     mask = (torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]).long()
     return ids, mask
+
+
+@contextmanager
+def mlp_inputs(layers, mlp_input):
+    """{layer index: the input of its ``mlp_input`` submodule} from the forward passes
+    run inside the block: what the hand computations start from."""
+    captured = {}
+    handles = [
+        layer.get_submodule(mlp_input).register_forward_pre_hook(
+            lambda m, args, i=i: captured.__setitem__(i, args[0].detach().clone())
+        )
+        for i, layer in enumerate(layers)
+    ]
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def all_hooks(model):

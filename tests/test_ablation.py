@@ -29,8 +29,9 @@ from lingua_franca.ablation import (
     write_outputs,
 )
 from lingua_franca.activations import tokenize
-from lingua_franca.architectures import decoder_layers, zero_neurons
+from lingua_franca.architectures import decoder_layers
 from lingua_franca.bootstrap import BootstrapSettings, draw_items, draw_windows
+from lingua_franca.interventions import zero_neurons
 from lingua_franca.plots import plot_ppl_increase
 
 LANGS = ["en", "de", "fr"]

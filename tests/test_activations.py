@@ -412,7 +412,7 @@ def test_empty_text_is_an_error(tokenizer):
         extract(tiny_model("gpt2"), tokenizer, ["the cat", ""])
 
 
-# ------------------------------------------------------ activity counts for LAPE (§9)
+# ------------------------------------------------------ activity counts for LAPE (§9.1)
 
 
 def counts(model, tokenizer, texts=TEXTS, **kw):

@@ -2,14 +2,24 @@
 each tiny random model's weights (docs/method.md §1, §5)."""
 
 import copy
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import ARCHS, HAND, HIDDEN, act, all_hooks, batch, linear, tiny_model
+from helpers import (
+    ARCHS,
+    HAND,
+    HIDDEN,
+    act,
+    all_hooks,
+    batch,
+    linear,
+    mlp_inputs,
+    tiny_model,
+)
 from lingua_franca import architectures
-from lingua_franca.architectures import NeuronModuleError, NeuronReader, find_neurons, zero_neurons
+from lingua_franca.architectures import NeuronModuleError, NeuronReader, find_neurons
+from lingua_franca.interventions import zero_neurons
 from torch import nn
 
 EXPECTED_PATTERN = {
@@ -44,24 +54,6 @@ def test_search_finds_the_same_module_without_the_table(arch, monkeypatch):
 def test_search_on_bloom_finds_the_output_projection(monkeypatch):
     monkeypatch.setattr(architectures, "KNOWN", {})
     assert find_neurons(tiny_model("bloom")).pattern == "transformer.h.{layer}.mlp.dense_4h_to_h"
-
-
-@contextmanager
-def mlp_inputs(layers, mlp_input):
-    """{layer index: the input of its ``mlp_input`` submodule} from the forward passes
-    run inside the block: what the hand computations start from."""
-    captured = {}
-    handles = [
-        layer.get_submodule(mlp_input).register_forward_pre_hook(
-            lambda m, args, i=i: captured.__setitem__(i, args[0].detach().clone())
-        )
-        for i, layer in enumerate(layers)
-    ]
-    try:
-        yield captured
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -235,7 +227,7 @@ def test_inf_at_a_padding_position_stays_out_of_the_mean():
     assert torch.allclose(reader._pooled[0], expected)
 
 
-# ------------------------------------------------------------ LAPE's activation value (§9)
+# ------------------------------------------------------------ LAPE's activation value (§9.1)
 
 GATED_ARCHS = ("llama", "mistral", "qwen2", "gemma")
 

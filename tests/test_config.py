@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 from lingua_franca.config import ConfigError, load_config, load_config_file
+from lingua_franca.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -269,8 +270,20 @@ def test_lape_settings_default_and_range(demo):
     fails(demo, "analysis.lape.filter_rate", "analysis.lape.activation_bar_ratio")
 
 
+def test_ap_settings_default_and_range(demo):
+    from lingua_franca.ap import DEFAULTS
+
+    demo["analysis"].pop("ap", None)
+    assert load_config(copy.deepcopy(demo)).analysis["ap"] == DEFAULTS
+    demo["analysis"]["ap"] = {"top": 2000, "bottom": 0}
+    assert load_config(copy.deepcopy(demo)).analysis["ap"] == {"top": 2000, "bottom": 0}
+    demo["analysis"]["ap"] = {"top": 1.5, "bottom": -3}
+    message = "is neither a count (0, 1, 2, …) nor a fraction of K in (0, 1)"
+    fails(demo, f"analysis.ap.bottom: -3 {message}", f"analysis.ap.top: 1.5 {message}")
+
+
 def test_key_neuron_methods(demo):
-    """Both methods by default; the paper's z-scores always (docs/method.md §9)."""
+    """z-scores and LAPE by default; the paper's z-scores always (docs/method.md §9)."""
     del demo["analysis"]["key_neuron_methods"]
     default = load_config(copy.deepcopy(demo)).analysis["key_neuron_methods"]
     assert default[0] == "zscore" and "lape" in default
@@ -281,7 +294,7 @@ def test_key_neuron_methods(demo):
         demo["analysis"]["key_neuron_methods"] = bad
         fails(demo, f"analysis.key_neuron_methods: {bad!r} {message}")
     demo["analysis"]["key_neuron_methods"] = ["zscore", "LAPE"]
-    fails(demo, "analysis.key_neuron_methods.1: 'LAPE' is not one of ['zscore', 'lape']")
+    fails(demo, f"analysis.key_neuron_methods.1: 'LAPE' is not one of {list(METHODS)}")
 
 
 def test_tokenizer_source_per_model(demo):

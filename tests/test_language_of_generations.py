@@ -46,6 +46,8 @@ def test_conditions_are_values_full_first_then_each_methods_regions():
         "lape": {"random": {1: np.array([0])}, "fr": {1: np.array([4, 5])}},
     }
     conditions = lg.conditions_of(regions)
+    assert conditions[0].interventions == ()  # the full model: nothing applied
+    assert conditions[4].interventions[0].neurons[1].tolist() == [4, 5]
     assert [(c.name, c.method, c.kind, c.size) for c in conditions] == [
         ("full", "none", "full", 0),
         ("random", "zscore", "random", 2),
@@ -64,8 +66,8 @@ def test_run_samples_every_prompt_under_every_condition_and_counts_by_hand():
     seen = []
 
     @contextlib.contextmanager
-    def apply(neurons):
-        seen.append(neurons)
+    def apply(interventions):
+        seen.append(interventions)
         yield
 
     # a continuation's "language" from a hash of its text: arbitrary but fixed
@@ -88,7 +90,8 @@ def test_run_samples_every_prompt_under_every_condition_and_counts_by_hand():
         identifier=ByPrefix(labels_of),
         progress=False,
     )
-    assert [c.neurons for c in conditions] == seen
+    assert [c.interventions for c in conditions] == seen
+    assert [i.op for c in conditions for i in c.interventions] == ["zero"] * 3
     assert all_hooks(model) == 0
     texts = result.texts
     assert len(texts) == len(conditions) * 9

@@ -1,4 +1,4 @@
-"""LAPE (docs/method.md §9) against a direct, slow transcription of the definition."""
+"""LAPE (docs/method.md §9.1) against a direct, slow transcription of the definition."""
 
 import json
 import math

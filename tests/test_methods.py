@@ -1,5 +1,5 @@
 """The registry of key-neuron methods (docs/method.md §9): the schema and the registry
-agree; every method gives its table from a store; a further method's selection job
+agree; every registered method gives its table from a store; a further method's selection job
 writes what compute_lape finds; the overlap against a hand computation; the ablation
 deactivates every method's regions in one job, on one model load; the summary across
 checkpoints."""
@@ -93,6 +93,8 @@ def test_the_schema_lists_exactly_the_registered_methods():
         assert method.name == name and method.score
         assert callable(method.function())
         assert isinstance(method.settings(analysis), dict)  # read from the defaults
+        assert set(method.small) <= set(method.settings(analysis))  # overrides, no new keys
+        assert method.mem_mb > 0 and method.runtime > 0  # the selection job's resources
     assert further_methods(["zscore", "lape"]) == ["lape"]
     with pytest.raises(ValueError, match="unknown key-neuron methods"):
         further_methods(["zscore", "nope"])
@@ -101,9 +103,8 @@ def test_the_schema_lists_exactly_the_registered_methods():
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_gives_its_table_from_the_store(tmp_path, name):
     store = store_with_activity(tmp_path / "a.zarr")
-    settings = METHODS[name].settings(
-        analysis_defaults(z_threshold=1.2, lape={"top_rate": 0.3, "filter_rate": 0.8})
-    )
+    # the config's defaults, then the entry's own settings for a store of 32 neurons
+    settings = {**METHODS[name].settings(analysis_defaults()), **METHODS[name].small}
     found = select(name, store, settings, block_width=7)  # blocks that cut across chunks
     assert isinstance(found, KeyNeurons) and found.method == name
     assert list(found.table.columns[:4]) == list(COLUMNS)

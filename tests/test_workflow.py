@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_workflow import job_counts
+from lingua_franca.methods import METHODS, PAPER_METHOD, further_methods
+from tiny_workflow import job_counts, parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -29,14 +30,41 @@ def test_dry_run_plans_the_toy_models():
     jobs = job_counts(result.stdout + result.stderr)
     assert jobs["train_toy"] == 3
     assert jobs["train_tokenizer"] == 1
-    # both key-neuron methods for every checkpoint: LAPE's regions, their deactivation
-    # (in the ablation job) and the overlap with the z-score regions (docs/method.md §9)
+    # every configured key-neuron method for every checkpoint: each further method's
+    # regions, their deactivation (in the ablation job) and the overlap with the
+    # z-score regions (docs/method.md §9)
     demo = yaml.safe_load((ROOT / "workflow_config.yaml").read_text())
-    assert demo["analysis"]["key_neuron_methods"] == ["zscore", "lape"]
+    further = further_methods(demo["analysis"]["key_neuron_methods"])
+    assert further  # the demo shows the comparison
     checkpoints = sum(len(m["checkpoints"]) for m in demo["models"].values())
-    for rule in ("compute_metrics", "select_key_neurons", "ablate_key_neurons"):
+    for rule in ("compute_metrics", "ablate_key_neurons", "compare_key_neurons"):
         assert jobs[rule] == checkpoints, rule
-    assert jobs["compare_key_neurons"] == checkpoints
+    assert jobs["select_key_neurons"] == checkpoints * len(further)
+
+
+def test_config_on_the_command_line_overrides_the_demo_config():
+    """--config changes the demo config (Snakemake's merge), or a --configfile's; each
+    selection job asks for its method's own resources (its registry entry)."""
+    every = [PAPER_METHOD, *further_methods(list(METHODS))]
+    override = f"analysis={{key_neuron_methods: [{', '.join(every)}]}}"
+    result = snakemake("-n", "--forceall", "--config", override)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert job_counts(output)["train_toy"] == 3  # the demo's models
+    selections = [j for j in parse_jobs(output) if j.rule == "select_key_neurons"]
+    assert {j.wildcards["method"] for j in selections} == set(every[1:])
+    for job in selections:
+        method = METHODS[job.wildcards["method"]]
+        assert int(job.resources["mem_mb"]) == method.mem_mb, job
+        assert int(job.resources["runtime"]) == method.runtime, job
+    result = snakemake(
+        "-n", "--forceall", "--configfile", "tests/tiny_config.yaml", "--config", override
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    jobs = job_counts(output)
+    assert jobs["train_toy"] == 1  # the tiny config's one model, not the demo's
+    assert jobs["select_key_neurons"] == 2 * (len(every) - 1)  # its 2 checkpoints
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Deactivating key linguistic regions: perplexity and generations (docs/method.md §5, Table 1, App. A).
 
 Every condition runs on the one loaded model: neurons are zeroed through
-``architectures.zero_neurons`` (the same hook point that extraction reads), so the
+``interventions.zero_neurons`` (the same hook point that extraction reads), so the
 weights never change and leaving a condition restores the model exactly.
 
 Conditions: ``full`` (nothing zeroed), ``random`` (a uniform draw over all K neurons,
@@ -41,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import tokenize
-from .architectures import context_length, find_neurons, zero_neurons
+from .architectures import context_length, find_neurons
 from .bootstrap import (
     BootstrapSettings,
     draw_windows,
@@ -50,6 +50,7 @@ from .bootstrap import (
     resampled_increase,
 )
 from .generations import generate_all, write_html
+from .interventions import zero_neurons
 from .outputs import OutputFiles, json_number
 
 

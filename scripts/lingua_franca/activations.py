@@ -1,5 +1,5 @@
 """Batched extraction: one mean-pooled neuron vector per sample and layer (docs/method.md §2),
-and, in the same forward, the activity counts LAPE needs (docs/method.md §9).
+and, in the same forward, the activity counts LAPE needs (docs/method.md §9.1).
 
 Batches are right-padded by hand (left padding shifts absolute positions in GPT-2,
 OPT and XGLM) and the attention mask keeps padding out of both the model and the

@@ -1,8 +1,9 @@
-"""Where each architecture keeps its MLP neurons, and the hooks that read or zero them.
+"""Where each architecture keeps its MLP neurons, and the hooks that read or edit them.
 
 A layer's neurons are the vector that enters the MLP's output projection (docs/method.md §1).
-Every hook in the project goes through this module, so that reading (extraction)
-and writing (deactivation, docs/method.md §5) always act on the same values.
+Every hook in the project is registered through this module (``_register``), so that
+reading (extraction) and writing (deactivation, docs/method.md §5, and every other
+intervention of :mod:`lingua_franca.interventions`) always act on the same values.
 
 ``find_neurons`` resolves, per decoder layer, the module whose *input* holds the
 neurons (or, for BLOOM, whose *output* does: ``mlp.gelu_impl``, which stays on the
@@ -13,8 +14,7 @@ names; failing that, the error names the ``neuron_module`` override.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Self
 
@@ -35,7 +35,7 @@ KNOWN: dict[str, tuple[str, str]] = {
     "xglm": ("fc2", "input"),
 }
 #: model_type → path inside a decoder layer of the module whose OUTPUT is the MLP's
-#: activation value for LAPE (docs/method.md §9): act_fn(gate_proj(x)), before the product
+#: activation value for LAPE (docs/method.md §9.1): act_fn(gate_proj(x)), before the product
 #: with up_proj.  transformers 5.23's LlamaMLP, MistralMLP, Qwen2MLP, GemmaMLP and
 #: Gemma2MLP call ``self.act_fn`` (a module, one per layer) exactly once per forward.
 #: In the other families the activation function's output is the neuron itself.
@@ -215,7 +215,7 @@ def find_neurons(model: nn.Module, neuron_module: str | None = None) -> NeuronSi
 
 
 def find_activity(model: nn.Module, neuron_module: str | None = None) -> ActivitySite:
-    """Locate every layer's activation value for LAPE (docs/method.md §9).
+    """Locate every layer's activation value for LAPE (docs/method.md §9.1).
 
     Gated MLPs: the output of ``mlp.act_fn`` (``ACTIVATION_KNOWN``, or any layer with
     ``GATED_MLP``), provided each layer has its own module (a shared one could not tell
@@ -265,15 +265,6 @@ def _register(site: NeuronSite, layer: int, fn: Callable[[torch.Tensor], torch.T
     return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
 
-@contextmanager
-def _hooks(handles: list) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 class Pooled(NamedTuple):
     """One batch as ``NeuronReader.read`` returns it (tensors on the model's device)."""
 
@@ -291,7 +282,7 @@ _EXACT_COUNT = {torch.bfloat16: 256, torch.float16: 2048}
 class NeuronReader:
     """Mean-pool every layer's neurons over each sample's real tokens, inside the hook,
     and (``count_active``) count the real tokens at which each activation value is > 0
-    (docs/method.md §9), in the same forward.
+    (docs/method.md §9.1), in the same forward.
 
     Only (batch, width) tensors leave the hooks, so the per-token activations are never
     kept.  Use as a context manager (hooks are removed on exit, also after an
@@ -399,51 +390,3 @@ def _check_reached(site: NeuronSite, got: Mapping[int, torch.Tensor]) -> None:
         raise NeuronModuleError(
             f"layers {missing} never reached {site.pattern} during the forward. " + OVERRIDE_HELP
         )
-
-
-def _as_index(neurons: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    return torch.as_tensor(neurons, dtype=torch.long).reshape(-1)
-
-
-@contextmanager
-def zero_neurons(
-    model: nn.Module,
-    neurons: Mapping[int, torch.Tensor | Sequence[int]],
-    neuron_module: str | None = None,
-) -> Iterator[NeuronSite]:
-    """Multiply the listed neurons (``{layer: indices}``) by 0 at every token (docs/method.md §5).
-
-    Equivalent to zeroing the matching input columns of each output projection, but
-    leaves the weights untouched; leaving the block restores the model exactly.
-    On leaving, every layer with neurons to zero must have passed through its hook at
-    least once: a module the forward never calls (a wrong ``neuron_module``) would
-    otherwise leave the model whole and the condition equal to the full model.
-    """
-    site = find_neurons(model, neuron_module)
-    handles, fired, hooked = [], set(), []
-    with _hooks(handles):
-        for layer, index in neurons.items():
-            index = _as_index(index)
-            if not 0 <= layer < len(site):
-                raise IndexError(f"layer {layer} out of range: the model has {len(site)}")
-            if index.numel() == 0:
-                continue
-            keep: dict[tuple, torch.Tensor] = {}
-
-            def scale(x, index=index, keep=keep, layer=layer):
-                fired.add(layer)
-                key = (x.shape[-1], x.device, x.dtype)
-                if key not in keep:
-                    keep[key] = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
-                    keep[key][index.to(x.device)] = 0
-                return x * keep[key]
-
-            handles.append(_register(site, layer, scale))
-            hooked.append(int(layer))
-        yield site
-        missing = [layer for layer in hooked if layer not in fired]
-        if missing:
-            raise NeuronModuleError(
-                f"layers {missing} never reached {site.pattern} while their neurons were to "
-                "be zeroed: the deactivation did nothing there. " + OVERRIDE_HELP
-            )

@@ -213,7 +213,7 @@ def generate_all(
     """One record per (condition, prompt language, prompt), in that order.
 
     ``conditions``: (name, neurons) pairs; ``deactivate(neurons)`` is the context
-    manager that zeroes them (``architectures.zero_neurons``).  ``prompts``:
+    manager that zeroes them (``interventions.zero_neurons``).  ``prompts``:
     language → [{"item": id or None, "text": prompt}]; a prompt with ``"ids"`` (token
     ids, e.g. the beginning-of-text token alone) is not tokenized.  ``progress``: a
     tqdm bar advanced by prompts.  Greedy, or with ``sampling`` sampled with

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lingua_franca.generations import Sampling, generate_all
+from lingua_franca.interventions import Intervention
 from lingua_franca.language_id import (
     UNKNOWN,
     Identifier,
@@ -38,29 +39,30 @@ NO_METHOD = "none"
 
 @dataclass(frozen=True)
 class Condition:
-    """One way of running the model: ``neurons`` ({layer: indices}) zeroed; ``name``
-    is ``full``, ``random`` or the language whose region it is, ``method`` the
-    key-neuron method that chose the neurons (``none`` for the full model)."""
+    """One way of running the model, a value: its ``interventions`` (none for the
+    full model; one zeroing a region otherwise); ``name`` is ``full``, ``random`` or
+    the language whose region it is, ``method`` the key-neuron method that chose the
+    neurons (``none`` for the full model)."""
 
     name: str
     method: str
     kind: str  # "full", "random" or "language"
-    neurons: Mapping[int, np.ndarray] = field(default_factory=dict)
+    interventions: tuple[Intervention, ...] = ()
 
     @property
     def size(self) -> int:
-        return int(sum(len(v) for v in self.neurons.values()))
+        return sum(i.n_neurons for i in self.interventions)
 
 
 def conditions_of(regions: Mapping[str, Mapping[str, Mapping[int, np.ndarray]]]) -> list[Condition]:
     """The full model, then for each method (``regions``: method → {condition name →
     neurons}, as :attr:`ablation.AblationResult.regions` holds them) its random
-    baseline and each language's non-empty region."""
+    baseline and each language's non-empty region, zeroed."""
     out = [Condition(FULL, NO_METHOD, "full")]
     for method, by_name in regions.items():
         for name, neurons in by_name.items():
             kind = "random" if name == "random" else "language"
-            out.append(Condition(name, method, kind, neurons))
+            out.append(Condition(name, method, kind, (Intervention(neurons),)))
     return out
 
 
@@ -93,14 +95,15 @@ def run(
     max_new_tokens: int,
     batch_size: int,
     sampling: Sampling,
-    apply: Callable[[Mapping[int, np.ndarray]], object],
+    apply: Callable[[Sequence[Intervention]], object],
     identifier: Identifier | None = None,
     progress: bool = True,
     label: str = "",
 ) -> LanguageResult:
-    """Sample a continuation of every prompt under every condition (``apply(neurons)``:
-    the context manager that zeroes them), identify each one's language, and compute
-    the statistics of every (method, condition, prompt language) cell."""
+    """Sample a continuation of every prompt under every condition (``apply(
+    interventions)``: the context manager that applies a condition's interventions,
+    ``interventions.intervene`` on the model), identify each one's language, and
+    compute the statistics of every (method, condition, prompt language) cell."""
     languages = [str(lang) for lang in languages]
     identifier = identifier or Identifier(languages)
     prompts = {lang: list(prompts.get(lang, [])) for lang in languages if prompts.get(lang)}
@@ -111,7 +114,7 @@ def run(
             records = generate_all(
                 model,
                 tokenizer,
-                [(condition.name, condition.neurons)],
+                [(condition.name, condition.interventions)],
                 prompts,
                 max_new_tokens,
                 batch_size,

@@ -1,4 +1,4 @@
-"""LAPE, language activation probability entropy (docs/method.md §9; Tang et al., ACL 2024).
+"""LAPE, language activation probability entropy (docs/method.md §9.1; Tang et al., ACL 2024).
 
 A second way to find language-specific neurons, from the activity counts that
 extraction stores beside the means (``n_tokens``, ``active/layer_NNN``):
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 KEY_COLUMNS = ("language", "layer", "neuron", "score", "p")
-#: The authors' defaults (docs/method.md §9); the config's ``analysis.lape`` overrides them.
+#: The authors' defaults (docs/method.md §9.1); the config's ``analysis.lape`` overrides them.
 DEFAULTS = {"top_rate": 0.01, "filter_rate": 0.95, "activation_bar_ratio": 0.95}
 _ENTROPY_CHUNK = 1 << 16  # neurons per entropy step: bounds the (L, chunk) temporaries
 
@@ -215,7 +215,7 @@ def lape_from_probabilities(
     tokens: np.ndarray | None = None,
     layer_names: Sequence[str] | None = None,
 ) -> LapeResult:
-    """Select LAPE neurons from p (L, K), neurons layer by layer (docs/method.md §9)."""
+    """Select LAPE neurons from p (L, K), neurons layer by layer (docs/method.md §9.1)."""
     settings = {
         "top_rate": _check_rate("top_rate", top_rate),
         "filter_rate": _check_rate("filter_rate", filter_rate),

@@ -15,13 +15,14 @@ its settings are read from the config's ``analysis`` section and what its score 
   pass, beside LRDS and SADS, and keeps its files where they always were
   (``key_neurons.parquet`` with the score in column ``z``, ``metrics.json``, the
   deactivation table of docs/method.md §5); its registry function gives the same table.
-* ``lape`` (docs/method.md §9), a further method: selected by its own job, its regions
-  deactivated in the same ablation job as the z-score regions, and compared with them.
+* ``lape`` (docs/method.md §9.1) and ``ap`` (§9.2), further methods: each selected by
+  its own job, its regions deactivated in the same ablation job as the z-score regions,
+  and compared with them (§9).
 
 Adding a method: its module, one entry in ``METHODS``, its name in the enum of
 ``analysis.key_neuron_methods`` in the config schema (with its settings, if any, under
-``analysis``), and its test; tests/test_methods.py keeps the schema and this registry
-in sync.
+``analysis``), its section of docs/method.md §9 and its test; tests/test_methods.py
+keeps the schema and this registry in sync and runs every entry on a small store.
 """
 
 from __future__ import annotations
@@ -159,12 +160,19 @@ class SelectionFiles(OutputFiles):
 @dataclass(frozen=True)
 class Method:
     """A registry entry: the module holding ``key_neurons``, the function that reads
-    its settings from the config's ``analysis`` section, and what ``score`` means."""
+    its settings from the config's ``analysis`` section, and what ``score`` means;
+    the selection job's resources (memory in MB and minutes on a cluster, for the
+    largest model of the experiment configs); and ``small``, settings (over those read
+    from the config) under which a store of a few dozen neurons gives every language a
+    region, where the defaults may select nothing: what tests and tiny workflows use."""
 
     name: str
     module: str
     settings: Callable[[Mapping[str, Any]], dict[str, Any]]
     score: str
+    mem_mb: int = 4000
+    runtime: int = 30
+    small: Mapping[str, Any] = field(default_factory=dict)
 
     def function(self) -> Callable[..., KeyNeurons]:
         return importlib.import_module(self.module).key_neurons  # imported when used
@@ -181,6 +189,7 @@ METHODS: dict[str, Method] = {
         lambda analysis: {"z_threshold": analysis["z_threshold"]},
         "z-score across languages of the neuron's contribution to the language's "
         "similarity; higher is more specific, key when > z_threshold",
+        small={"z_threshold": 1.0},  # over 3 or 4 languages no z exceeds √(L−1)
     ),
     "lape": Method(
         "lape",
@@ -188,6 +197,18 @@ METHODS: dict[str, Method] = {
         lambda analysis: dict(analysis["lape"]),
         "LAPE, the entropy over languages of the neuron's activation probability; "
         "lower is more specific",
+        small={"top_rate": 0.3, "filter_rate": 0.8},  # 1% of 32 neurons is none
+    ),
+    "ap": Method(
+        "ap",
+        "lingua_franca.ap",
+        lambda analysis: dict(analysis["ap"]),
+        "average precision of retrieving the language's samples ranked by the neuron's "
+        "pooled activation (top: highest first; bottom: lowest first); higher is more "
+        "specific, chance = the language's share of the samples",
+        # BENCHMARKS.md: 441 MiB peak on a BLOOM-7b1-shaped store; LLaMA-2-70b's K is 4.7×
+        mem_mb=2000,
+        small={"top": 3, "bottom": 2},
     ),
 }
 

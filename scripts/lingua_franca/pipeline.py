@@ -275,8 +275,8 @@ def ablate(
     label_greedy(result.generations, tokenizer, identifier)
     label = f"{settings['model']} @ {settings['checkpoint']}"
     if samples:
-        from lingua_franca.architectures import zero_neurons
         from lingua_franca.generations import Sampling
+        from lingua_franca.interventions import intervene
         from lingua_franca.methods import PAPER_METHOD
 
         regions = {PAPER_METHOD: result.regions} | {n: r.regions for n, r in further.items()}
@@ -289,7 +289,7 @@ def ablate(
             max_new_tokens=max_new_tokens,
             batch_size=sampling["batch_size"],
             sampling=Sampling(sampling["temperature"], sampling["top_p"], sampling["seed"]),
-            apply=lambda neurons: zero_neurons(model, neurons, settings["neuron_module"]),
+            apply=lambda interventions: intervene(model, interventions, settings["neuron_module"]),
             identifier=identifier,
             label=label,
         )

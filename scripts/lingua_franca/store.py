@@ -8,7 +8,7 @@ Layout (readable with plain ``zarr``, or ``xarray.open_zarr(path, consolidated=F
         item                      str (sample,): parallel-corpus item id of each row
         n_tokens                  int32 (sample,): real tokens of each row
         active/layer_000 …        int32 (sample, neuron): real tokens at which the
-                                  neuron's activation value is > 0 (docs/method.md §9)
+                                  neuron's activation value is > 0 (docs/method.md §9.1)
         attrs: languages, items, layers, widths, activity, complete, provenance…
 
 ``n_tokens`` and ``active`` exist when the extraction counted activity (attribute
@@ -288,3 +288,42 @@ class ActivationStore:
             for start in range(0, self.widths[index], block_width):
                 stop = min(start + block_width, self.widths[index])
                 yield index, start, np.asarray(array[:, start:stop])
+
+
+#: What ``language_statistics`` computes over a language's samples.
+STATISTICS = ("median", "mean")
+
+
+def language_statistics(
+    store: ActivationStore | str | os.PathLike,
+    statistic: str = "median",
+    block_width: int = COL_CHUNK,
+) -> dict[str, dict[int, np.ndarray]]:
+    """{language: {layer index: (width,) float32}}: the median or mean over each
+    language's samples of every neuron's pooled activation (the store's rows): the
+    values steering forces a language's neurons to, read from the store with no
+    forward pass (docs/method.md §5, "Interventions beyond zeroing").  Streamed in
+    blocks of neurons; computed in float64 (a median of an even count is the mean of
+    the two middle values).  Languages in order of first appearance."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; known: {list(STATISTICS)}")
+    if not isinstance(store, ActivationStore):
+        store = ActivationStore(store)
+    languages = list(dict.fromkeys(store.languages))
+    sample_language = np.asarray(store.languages)
+    rows = {lang: np.flatnonzero(sample_language == lang) for lang in languages}
+    reduce = np.median if statistic == "median" else np.mean
+    result = {
+        lang: {m: np.empty(w, dtype=np.float32) for m, w in enumerate(store.widths)}
+        for lang in languages
+    }
+    for m, start, block in store.iter_blocks(block_width):
+        if not np.isfinite(block).all():
+            row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(block)))
+            raise StoreError(
+                f"{store.path}: {store.layers[m]} sample {row}, neuron {start + col}: "
+                f"{block[row, col]} is not a number"
+            )
+        for lang in languages:
+            result[lang][m][start : start + block.shape[1]] = reduce(block[rows[lang]], axis=0)
+    return result
