@@ -100,7 +100,7 @@ def main() -> None:
         plan = [*snakemake, "--snakefile", str(ROOT / "Snakefile"), "-n"]
         config = workdir / "sweep.yaml"
         sweep = sweep_config(args.models, args.checkpoints, LANGUAGES[: args.languages])
-        write_opus_corpus(workdir / "data" / "bible-uedin", LANGUAGES[: args.languages], 120)
+        write_opus_corpus(workdir / "data" / "bible-uedin", LANGUAGES[: args.languages], 240)
         write_fetched_layout(workdir, load_config(sweep))  # what the fetch step writes
         config.write_text(yaml.safe_dump(sweep, sort_keys=False))
         startup, _ = timed([*snakemake, "--version"], env, workdir)

@@ -26,6 +26,8 @@ rule ablate_key_neurons:
         # not read: after XStoryCloze in the checkpoint's group, so that two jobs
         # never hold the model at once (rules/common.smk, MODEL_WORK)
         after=rules.evaluate_xstorycloze.output[0],
+        # the per-language statistics that steering forces neurons to
+        store=rules.extract_activations.output[0] if STEERING else [],
     output:
         perplexity=checkpoint_report("results/{model}/{checkpoint}/perplexity.csv"),
         seeds="results/{model}/{checkpoint}/perplexity_random_seeds.csv",
@@ -50,6 +52,21 @@ rule ablate_key_neurons:
         ),
         language_destinations=checkpoint_report(
             "results/{model}/{checkpoint}/language_destinations.png"
+        ),
+        # steering (docs/method.md §12), when analysis.steering is enabled: for a model
+        # it does not steer, the files say so
+        steering_table=steering_output("results/{model}/{checkpoint}/steering.csv"),
+        steering_texts=steering_output(
+            "results/{model}/{checkpoint}/steering_texts.jsonl", report=False
+        ),
+        steering_summary=steering_output(
+            "results/{model}/{checkpoint}/steering.json", report=False
+        ),
+        steering_figure=steering_output(
+            "results/{model}/{checkpoint}/steering_targets.png"
+        ),
+        steering_sizes=steering_output(
+            "results/{model}/{checkpoint}/steering_sizes.png"
         ),
         methods_perplexity=method_report(
             expand(
@@ -110,5 +127,8 @@ rule ablate_key_neurons:
         generation=CFG.analysis["generation"],
         methods=FURTHER_METHODS,  # in the order of input.methods and output.methods_*
         bootstrap=CFG.analysis["bootstrap"],
+        steering=lambda wildcards: (
+            CFG.analysis["steering"] if CFG.steered(wildcards.model) else None
+        ),
     script:
         "../scripts/ablate_key_neurons.py"

@@ -22,6 +22,12 @@ rule aggregate:
         bootstrap=per_checkpoint(rules.compute_metrics.output.bootstrap),
         # the language of sampled continuations (docs/method.md §11)
         language=per_checkpoint(rules.ablate_key_neurons.output.language_summary),
+        # steering (docs/method.md §12), when enabled
+        steering=(
+            per_checkpoint(rules.ablate_key_neurons.output.steering_summary)
+            if STEERING
+            else []
+        ),
     output:
         summary_outputs("results/summary/{name}"),
     log:
@@ -37,5 +43,6 @@ rule aggregate:
         methods=[PAPER_METHOD, *FURTHER_METHODS],
         bootstrap=CFG.analysis["bootstrap"],  # for the captions: what the intervals are
         samples=CFG.analysis["generation"]["samples"],
+        steering=STEERING,
     script:
         "../scripts/aggregate.py"

@@ -20,6 +20,7 @@ from lingua_franca.fetch import fetched_data
 from lingua_franca.aggregate import SUMMARY_PAGE, config_grid, summary_names
 from lingua_franca.comparison import method_summary_names
 from lingua_franca.language_of_generations import language_summary_names
+from lingua_franca.steering import steering_summary_names
 from lingua_franca.methods import METHODS, PAPER_METHOD, further_methods
 
 # a config error stops the run here, before any job is planned: nothing is deleted
@@ -216,6 +217,17 @@ def checkpoint_report(path):
     )
 
 
+STEERING = CFG.analysis["steering"]["enabled"]
+
+
+def steering_output(path, report=True):
+    """A steering output of the ablation rule (shown in the report with its caption,
+    unless ``report`` is False); none when steering is off (docs/method.md §12)."""
+    if not STEERING:
+        return []
+    return checkpoint_report(path) if report else path
+
+
 def method_report(paths, stem):
     """The further methods' files of one kind (``paths``, one per method, in the order
     of FURTHER_METHODS), shown in the report with the caption method_<stem>.rst."""
@@ -246,6 +258,7 @@ def summary_outputs(pattern):
         + language_summary_names(
             config_grid(CFG), CFG.analysis["generation"]["samples"]
         )
+        + steering_summary_names(config_grid(CFG), STEERING)
     )
     for name in names + [SUMMARY_PAGE]:
         stem = Path(name).stem
@@ -258,6 +271,8 @@ def summary_outputs(pattern):
                 "language_evolution",
                 "language_scale",
                 "language_of_generations",
+                "steering_evolution",
+                "steering",
                 "evolution",
                 "scale",
                 "key_layers",

@@ -25,4 +25,6 @@ with log_to(snakemake.log[0]):
         methods=dict(zip(snakemake.params.methods, snakemake.input.methods)),
         bootstrap=snakemake.params.bootstrap,
         sampling=snakemake.params.generation,
+        steering=snakemake.params.steering,
+        store_path=snakemake.input.store or None,
     )

@@ -16,9 +16,11 @@ with log_to(snakemake.log[0]):
                 "overlap",
                 "methods_ablation",
                 "language",
+                "steering",
             )
         },
         list(snakemake.output),
         methods=snakemake.params.methods,
         samples=snakemake.params.samples,
+        steering=snakemake.params.steering,
     )

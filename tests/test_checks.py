@@ -129,6 +129,7 @@ def test_sampled_prompts_are_checked_against_the_items_the_probe_leaves(demo, tm
     demo["analysis"]["generation"] = {"samples": 100}
     assert preflight(load_config(demo), cache_dir=tmp_path) == []
     demo["analysis"]["generation"] = {"samples": 0}
+    demo["analysis"]["steering"] = {"enabled": False}  # steering needs the prompts
     demo["data"]["probe"]["n_items"] = 120
     assert preflight(load_config(demo), cache_dir=tmp_path) == []
 
@@ -145,6 +146,7 @@ def test_a_language_the_identifier_cannot_name_stops_the_plan(demo, monkeypatch)
     )
     assert "cannot be identified" in message
     demo["analysis"]["generation"] = {"samples": 0}  # no statistics, nothing to identify
+    demo["analysis"]["steering"] = {"enabled": False}
     assert preflight(load_config(demo)) == []
 
 

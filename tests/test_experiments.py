@@ -136,10 +136,11 @@ def test_a_dry_run_plans_the_whole_grid_offline(path, tmp_path):
     """`snakemake -n --configfile resources/experiments/X.yaml` from the repository
     root, in an empty working directory (results of earlier runs would hide jobs)
     holding what the fetch step writes: a small probe corpus in the OPUS layout (the
-    planning checks read it for n_items) and the XL-Sum and XStoryCloze files."""
+    planning checks read it for n_items and the sampled prompts) and the XL-Sum and
+    XStoryCloze files."""
     cfg = load_config_file(path)
     grid = {(c.model, c.name) for c in cfg.grid()}
-    write_opus_corpus(tmp_path / cfg.data["probe"]["options"]["dir"], cfg.languages, 120)
+    write_opus_corpus(tmp_path / cfg.data["probe"]["options"]["dir"], cfg.languages, 240)
     write_fetched_layout(tmp_path, cfg)
     result = dry_run(path, tmp_path)
     output = result.stdout + result.stderr

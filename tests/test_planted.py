@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from lingua_franca import ap
+from lingua_franca import ap, steering
 from lingua_franca.ablation import regions_by_language
 from lingua_franca.activations import extract_to_store, tokenize
-from lingua_franca.generations import greedy
+from lingua_franca.generations import Sampling, greedy
 from lingua_franca.interventions import Intervention, intervene, random_like
 from lingua_franca.store import ActivationStore, language_statistics
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -183,3 +183,85 @@ def test_adding_the_difference_of_medians_steers_too(planted):
     assert share_in(generate(model, prompts["B"], [added]), A, tokenizer) >= 0.95
     weak = Intervention.from_statistics({0: [UNIT]}, shift, "add", alpha=0.01)
     assert share_in(generate(model, prompts["B"], [weak]), A, tokenizer) <= 0.05
+
+
+class SetIdentifier:
+    """The planted model's two "languages": a text is A or B by the majority of its
+    tokens' sets, unknown when empty (the role lid.176 plays for real languages)."""
+
+    def labels(self, texts):
+        rows = []
+        for text in texts:
+            words = text.split()
+            a, b = sum(w in A for w in words), sum(w in B for w in words)
+            rows.append("unknown" if a == b else "A" if a > b else "B")
+        return pd.DataFrame(
+            {
+                "label": rows,
+                "probability": 1.0,
+                "raw_label": rows,
+                "reason": "identified",
+                "second_label": rows,
+            }
+        )
+
+    def provenance(self):
+        return {"identifier": "token sets"}
+
+
+def test_the_steering_experiment_finds_what_was_planted(planted):
+    """The whole steering harness (docs/method.md §12): AP regions, per-language
+    statistics from the store, Intervention values, sampled generation under
+    intervene, identification, the cells and the verdicts."""
+    model, tokenizer, store, _ = planted
+    found = ap.key_neurons(store, top=1, bottom=1)
+    settings = steering.SteeringSettings(samples=12, alpha=1.0, start="bos", seed=0)
+    regions = steering.regions({"ap": found.table}, ["A", "B"], found.widths)
+    median, mean = language_statistics(store, "median"), language_statistics(store, "mean")
+    conditions = steering.conditions(regions, median, mean, found.widths, settings)
+    assert [(c.target, c.condition) for c in conditions] == [
+        (t, c) for t in ("A", "B") for c in ("forced", "add", "random")
+    ]
+    held_out = probe(np.random.default_rng(2), n_items=12)
+    samples = {
+        lang: [
+            {"item": r.item, "text": " ".join(r.text.split()[:3])}
+            for r in held_out[held_out.lang == lang].itertuples()
+        ]
+        for lang in ("A", "B")
+    }
+    result = steering.run(
+        model,
+        tokenizer,
+        conditions,
+        samples,
+        ["A", "B"],
+        settings=settings,
+        max_new_tokens=8,
+        batch_size=8,
+        sampling=Sampling(temperature=0.8, top_p=0.9, seed=0),
+        apply=lambda interventions: intervene(model, interventions),
+        identifier=SetIdentifier(),
+        progress=False,
+    )
+    cells = result.cells.set_index(["target", "source", "condition"])
+    share = cells["target_share"]
+    # from the beginning of text the model writes B: forcing A's region switches it
+    assert (
+        share["A", "unconditional", "unforced"] == 0
+        and share["B", "unconditional", "unforced"] == 1
+    )
+    assert share["A", "unconditional", "forced"] == 1 and share["A", "unconditional", "add"] == 1
+    assert share["A", "unconditional", "random"] == 0
+    # from the other language's prompts, either way
+    assert share["A", "prompted", "forced"] == 1 and share["B", "prompted", "forced"] == 1
+    assert share["A", "prompted", "random"] == 0 and share["B", "prompted", "random"] == 0
+    assert (cells["n"] == 12).all() and np.isfinite(cells["fluency"]).all()
+    beats = result.summary["methods"]["ap"]
+    # B from the beginning of text is what the model writes anyway: nothing to beat
+    assert beats["unconditional"]["beats_both"]["forced"] == "1/2"
+    assert beats["prompted"]["beats_both"]["forced"] == "2/2"
+    # the prompted continuations came from the other language's prompts
+    texts = result.texts
+    prompted = texts[(texts["source"] == "prompted") & (texts["target"] == "A")]
+    assert set(prompted["prompt_language"]) == {"B"}

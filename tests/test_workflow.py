@@ -95,6 +95,7 @@ def test_a_whole_configfile_replaces_the_demo_config(tmp_path):
     """--configfile is not merged into the demo's models (Snakemake would merge)."""
     config = yaml.safe_load((ROOT / "workflow_config.yaml").read_text())
     config["models"] = {"toy-llama-s": config["models"]["toy-llama-s"]}
+    config["analysis"]["steering"]["models"] = None  # the demo steers toy-bloom-m
     path = tmp_path / "one.yaml"
     path.write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--forceall", "--configfile", str(path))

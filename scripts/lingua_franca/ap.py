@@ -335,6 +335,17 @@ def smaller_regions(
     return _label(smaller, keep_top[keep].to_numpy(), keep_bottom[keep].to_numpy())
 
 
+def shrink(table: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """The regions of a selection keeping ``fraction`` of the table's top and bottom
+    counts (each rounded, at least one where the table has any): the registry's
+    ``shrink``, for steering's sweep of region sizes (docs/method.md §12)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    have = [int(table[c].max()) if len(table) else 0 for c in RANKS]
+    top, bottom = (max(1, round(n * fraction)) if n else 0 for n in have)
+    return smaller_regions(table, top=top, bottom=bottom)
+
+
 def _label(table: pd.DataFrame, in_top, in_bottom) -> pd.DataFrame:
     """``direction`` and ``score`` from the lists each row is in (ranks outside them
     set to 0)."""

@@ -90,6 +90,11 @@ class Config:
             "parameters": m.parameters,
         }
 
+    def steered(self, model: str) -> bool:
+        """Whether the steering experiment runs for ``model`` (docs/method.md §12)."""
+        steering = self.analysis["steering"]
+        return bool(steering["enabled"]) and model in (steering["models"] or self.models)
+
     def job_settings(
         self, model: str, checkpoint: str, model_folder: str | None = None
     ) -> dict[str, Any]:
@@ -307,6 +312,29 @@ def _tokenizer(name: str, entry: dict[str, Any] | None) -> dict[str, str | None]
     return {"location": str(entry["path"]), "revision": None}
 
 
+def _check_steering(config: dict[str, Any]) -> None:
+    """Steered models must be configured, and the prompted continuations need enough
+    sampled prompts of the other languages (docs/method.md §12)."""
+    steering, generation = config["analysis"]["steering"], config["analysis"]["generation"]
+    if not steering["enabled"]:
+        return
+    unknown = [m for m in steering["models"] or [] if m not in config["models"]]
+    if unknown:
+        raise ConfigError(
+            f"analysis.steering.models: {unknown} are not models of this config "
+            f"({', '.join(config['models'])})"
+        )
+    others = len(config["languages"]) - 1
+    need = -(-steering["samples"] // others) if others else 0
+    if generation["samples"] < need:
+        raise ConfigError(
+            f"analysis.steering.samples: {steering['samples']} prompted continuations per "
+            f"target cycle through the other {others} languages' sampled prompts, {need} of "
+            f"each; analysis.generation.samples is {generation['samples']}: raise it to "
+            f"{need} or lower steering.samples"
+        )
+
+
 def normalise(config: dict[str, Any]) -> Config:
     """Plain objects from a validated config (see :func:`validate`)."""
     for i, code in enumerate(config["languages"]):
@@ -319,6 +347,7 @@ def normalise(config: dict[str, Any]) -> Config:
             get_language(code)
         except ValueError as err:
             raise ConfigError(f"data.xstorycloze.languages.{i}: {err}") from None
+    _check_steering(config)
     prompts = config["analysis"]["generation"]["prompts"]
     if prompts is not None:
         absent = [lang for lang in config["languages"] if lang not in prompts]

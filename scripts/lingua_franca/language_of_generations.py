@@ -343,9 +343,8 @@ def summary_rows(record: Mapping, doc: Mapping) -> list[dict]:
     retention pooled over the prompt languages under the full model, own deactivation,
     the other languages' deactivations and the random baseline, with intervals, and
     for how many languages own deactivation lowers retention most."""
-    ident = {
-        key: record.get(key) for key in ("model", "family", "checkpoint", "step", "parameters")
-    }
+    ident = {key: record.get(key) for key in ("model", "family", "checkpoint", "step")}
+    ident["parameters"] = record.get("parameters") or doc.get("n_parameters")
     rows = []
     for method, entry in (doc.get("methods") or {}).items():
         row = {**ident, "method": method}

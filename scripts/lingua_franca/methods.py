@@ -173,9 +173,17 @@ class Method:
     mem_mb: int = 4000
     runtime: int = 30
     small: Mapping[str, Any] = field(default_factory=dict)
+    # the name of a function of the module, ``shrink(table, fraction) -> table``, that
+    # gives the regions a selection ``fraction`` as large would keep, without selecting
+    # again: steering's sweep of region sizes (docs/method.md §12); None: no sweep
+    shrink: str | None = None
 
     def function(self) -> Callable[..., KeyNeurons]:
         return importlib.import_module(self.module).key_neurons  # imported when used
+
+    def shrinker(self) -> Callable[[pd.DataFrame, float], pd.DataFrame] | None:
+        """``shrink`` of the module, or None."""
+        return getattr(importlib.import_module(self.module), self.shrink) if self.shrink else None
 
     def select(self, store, settings: Mapping[str, Any], block_width: int = 4096) -> KeyNeurons:
         """This method's regions on ``store`` (an ActivationStore or a path)."""
@@ -209,6 +217,7 @@ METHODS: dict[str, Method] = {
         # BENCHMARKS.md: 441 MiB peak on a BLOOM-7b1-shaped store; LLaMA-2-70b's K is 4.7×
         mem_mb=2000,
         small={"top": 3, "bottom": 2},
+        shrink="shrink",  # the N of top and bottom
     ),
 }
 

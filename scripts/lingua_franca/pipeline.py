@@ -192,6 +192,8 @@ def ablate(
     methods: dict[str, str | Path] | None = None,
     bootstrap: dict[str, Any] | None = None,
     sampling: dict[str, Any] | None = None,
+    steering: dict[str, Any] | None = None,
+    store_path: str | Path | None = None,
 ) -> None:
     """metrics.json and key neurons + perplexity texts → perplexity under every
     deactivation, the increase table and heatmap, generations. One model load serves
@@ -202,10 +204,15 @@ def ablate(
     (docs/method.md §10). With ``sampling`` (analysis.generation: samples, temperature,
     top_p, seed, batch_size) the prompts' ``samples`` are continued by sampling under
     every condition of every method and their languages identified: the named outputs
-    ``language_<file>`` (docs/method.md §11)."""
+    ``language_<file>`` (docs/method.md §11). With ``steering`` (analysis.steering, for
+    a steered model) and ``store_path`` (the activation store, for the per-language
+    statistics), every method's regions are forced towards each target language: the
+    named outputs ``steering_<file>`` (docs/method.md §12; written, saying so, when the
+    model is not steered)."""
     import pandas as pd
 
     from lingua_franca import language_of_generations as language
+    from lingua_franca import steering as steer
     from lingua_franca.ablation import (
         AblationFiles,
         compute_ablation,
@@ -216,9 +223,14 @@ def ablate(
     from lingua_franca.bootstrap import BootstrapSettings
 
     methods = dict(methods or {})
+    outputs = {k: v for k, v in outputs.items() if v not in ([], None)}  # off: empty lists
     files = AblationFiles.of(
-        {k: v for k, v in outputs.items() if not k.startswith((METHODS_, LANGUAGE_))}
+        {k: v for k, v in outputs.items() if not k.startswith((METHODS_, LANGUAGE_, STEERING_))}
     )
+    steering_outputs = {k: v for k, v in outputs.items() if k.startswith(STEERING_)}
+    steering_files = steer.SteeringFiles.of(steering_outputs) if steering_outputs else None
+    if steering and (steering_files is None or store_path is None):
+        raise ValueError("steering needs the activation store and the steering_* outputs")
     method_files = _method_files(outputs, list(methods))
     language_outputs = {k: v for k, v in outputs.items() if k.startswith(LANGUAGE_)}
     language_files = language.LanguageFiles.of(language_outputs) if language_outputs else None
@@ -274,11 +286,11 @@ def ablate(
     }
     label_greedy(result.generations, tokenizer, identifier)
     label = f"{settings['model']} @ {settings['checkpoint']}"
-    if samples:
-        from lingua_franca.generations import Sampling
-        from lingua_franca.interventions import intervene
-        from lingua_franca.methods import PAPER_METHOD
+    from lingua_franca.generations import Sampling
+    from lingua_franca.interventions import intervene
+    from lingua_franca.methods import PAPER_METHOD
 
+    if samples:
         regions = {PAPER_METHOD: result.regions} | {n: r.regions for n, r in further.items()}
         languages_of = language.run(
             model,
@@ -295,18 +307,89 @@ def ablate(
         )
     else:
         languages_of = language.LanguageResult(pd.DataFrame(), pd.DataFrame(), {}, label)
+    steered = steer.SteeringResult(pd.DataFrame(), pd.DataFrame(), {"steered": False}, label)
+    if steering:
+        tables = {PAPER_METHOD: key_neurons} | method_tables
+        steered = _steer(
+            model,
+            tokenizer,
+            tables,
+            widths,
+            samples,
+            languages,
+            store_path,
+            settings,
+            steering,
+            sampling,
+            max_new_tokens,
+            identifier,
+            label,
+        )
     fingerprint = summary.get("provenance", {}).get("weights_fingerprint")
-    extra = _provenance(settings, weights_fingerprint=fingerprint)
+    extra = _provenance(
+        settings, weights_fingerprint=fingerprint, n_parameters=model.num_parameters()
+    )
     write_outputs(result, files, extra=extra)
     for name, method_result in further.items():
         write_method_outputs(method_result, method_files[name], extra=extra)
     if language_files is not None:
         language.write_outputs(languages_of, language_files, extra=extra)
+    if steering_files is not None:
+        steer.write_outputs(steered, steering_files, extra=extra)
     log.info(
         "ablation of %s @ %s written to %s",
         settings["model"],
         settings["checkpoint"],
         files.summary.parent,
+    )
+
+
+def _steer(
+    model,
+    tokenizer,
+    tables,
+    widths,
+    samples,
+    languages,
+    store_path,
+    settings,
+    steering,
+    sampling,
+    max_new_tokens,
+    identifier,
+    label,
+):
+    """The steering experiment on the loaded model (docs/method.md §12): every method's
+    regions (``tables``: method → key-neuron table) forced towards each target, with the
+    per-language median and mean pooled activations of the store."""
+    from lingua_franca import steering as steer
+    from lingua_franca.generations import Sampling
+    from lingua_franca.interventions import intervene
+    from lingua_franca.store import ActivationStore, language_statistics
+
+    options = steer.SteeringSettings(
+        samples=steering["samples"],
+        alpha=steering["alpha"],
+        sweep=tuple(steering["sweep"]),
+        start=steering["start"],
+        seed=steering["seed"],
+    )
+    store = ActivationStore(store_path)
+    median, mean = (language_statistics(store, s) for s in ("median", "mean"))
+    regions = steer.regions(tables, languages, widths, options.sweep)
+    return steer.run(
+        model,
+        tokenizer,
+        steer.conditions(regions, median, mean, widths, options),
+        samples,
+        languages,
+        settings=options,
+        max_new_tokens=max_new_tokens,
+        batch_size=sampling["batch_size"],
+        sampling=Sampling(sampling["temperature"], sampling["top_p"], sampling["seed"]),
+        apply=lambda interventions: intervene(model, interventions, settings["neuron_module"]),
+        identifier=identifier,
+        label=label,
     )
 
 
@@ -322,6 +405,7 @@ def label_greedy(records: list[dict], tokenizer, identifier) -> None:
 
 METHODS_ = "methods_"  # the ablation rule's outputs of the further key-neuron methods
 LANGUAGE_ = "language_"  # its outputs of the language statistics (docs/method.md §11)
+STEERING_ = "steering_"  # its outputs of the steering experiment (docs/method.md §12)
 
 
 def _method_files(outputs: dict[str, Any], methods: list[str]) -> dict[str, Any]:
@@ -402,6 +486,7 @@ def aggregate(
     outputs: list[str | Path],
     methods: list[str] | None = None,
     samples: int = 0,
+    steering: bool = False,
 ) -> None:
     """Per-checkpoint results → CSV tables, figures across checkpoints and scales, and
     summary.html (the main tables, for the report). ``checkpoints``: each one's
@@ -411,12 +496,16 @@ def aggregate(
     paper's first; with further ones, ``inputs`` also holds ``overlap`` (one per
     checkpoint) and ``methods_ablation`` (per checkpoint, one per further method).
     ``samples`` (analysis.generation.samples): with the language statistics on,
-    ``inputs`` holds ``language`` (each checkpoint's language_of_generations.json)."""
+    ``inputs`` holds ``language`` (each checkpoint's language_of_generations.json);
+    with ``steering`` (analysis.steering.enabled), ``steering`` (each checkpoint's
+    steering.json)."""
     import pandas as pd
 
     from lingua_franca.aggregate import SUMMARY_PAGE, checkpoint_records, write_summary
     from lingua_franca.comparison import write_method_summary
     from lingua_franca.language_of_generations import SUMMARY_TABLE, write_language_summary
+    from lingua_franca.steering import SUMMARY_TABLE as STEERING_TABLE
+    from lingua_franca.steering import write_steering_summary
 
     by_name = {Path(p).name: Path(p) for p in outputs}
     folders = {path.parent for path in by_name.values()}
@@ -427,7 +516,7 @@ def aggregate(
         )
     inputs = dict(inputs)
     overlap, methods_ablation = inputs.pop("overlap", []), inputs.pop("methods_ablation", [])
-    language = inputs.pop("language", [])
+    language, steered = inputs.pop("language", []), inputs.pop("steering", [])
     records = checkpoint_records(checkpoints, **inputs)
     paths = write_summary(records, by_name)
     methods = list(methods or ["zscore"])
@@ -446,9 +535,13 @@ def aggregate(
     if samples:
         language_records = checkpoint_records(checkpoints, language=language)
         paths.update(write_language_summary(language_records, by_name, samples))
+    if steering:
+        steering_records = checkpoint_records(checkpoints, steering=steered)
+        paths.update(write_steering_summary(steering_records, by_name, steering))
     sections = []
     names = ["metrics.csv", "changes.csv", "xstorycloze.csv"]
     names += ["methods.csv"] * bool(further) + [SUMMARY_TABLE] * bool(samples)
+    names += [STEERING_TABLE] * bool(steering)
     for name in names:
         table = pd.read_csv(paths[name])
         html = table.to_html(index=False, na_rep="—", float_format="{:.4g}".format)

@@ -176,25 +176,35 @@ def plot_destinations(
     save(fig, path)
 
 
+RETENTION_SERIES = (
+    ("full", "full model", "black"),
+    ("own", "own deactivation", "tab:red"),
+    ("others", "other languages' deactivation", "tab:blue"),
+    ("random", "random baseline", "tab:grey"),
+)
+
+
 def plot_language_evolution(
-    rows: pd.DataFrame, path: str | os.PathLike, family: str = "", x: str = "step"
+    rows: pd.DataFrame,
+    path: str | os.PathLike,
+    family: str = "",
+    x: str = "step",
+    series: Sequence[tuple[str, str, str]] = RETENTION_SERIES,
+    column: str = "retention",
+    ylabel: str = "retention (share in the prompt's language)",
+    what: str = "the language of sampled continuations",
 ) -> None:
     """Across checkpoints (``x`` = step) or scales (``x`` = parameters) of a family: one
-    panel per key-neuron method, one line per model, retention under the full model,
-    own deactivation, the other languages' deactivations and the random baseline,
-    each with its interval."""
+    panel per key-neuron method (``method``), one line style per model, and one line
+    per ``series`` (key, name, colour): ``<column>_<key>`` with its interval
+    (``_lo``, ``_hi``). By default retention under the full model, own deactivation,
+    the other languages' deactivations and the random baseline."""
     if rows.empty:
-        _empty(path, family, "no sampled generations")
+        _empty(path, family, f"no data: {what}")
         return
     methods = list(dict.fromkeys(rows["method"]))
     fig = new_figure(4.2 * len(methods) + 1, 3.6)
     axes = fig.subplots(1, len(methods), squeeze=False)[0]
-    series = [
-        ("full", "full model", "black"),
-        ("own", "own deactivation", "tab:red"),
-        ("others", "other languages' deactivation", "tab:blue"),
-        ("random", "random baseline", "tab:grey"),
-    ]
     from matplotlib.lines import Line2D
 
     styles = ["-", "--", ":", "-."]
@@ -207,9 +217,11 @@ def plot_language_evolution(
                 xs = np.arange(len(part), dtype=float)
             order = np.argsort(xs, kind="stable")
             for key, name, colour in series:
-                ys = numbers(part[f"retention_{key}"])[order]
-                lo = numbers(part[f"retention_{key}_lo"])[order]
-                hi = numbers(part[f"retention_{key}_hi"])[order]
+                if f"{column}_{key}" not in part:
+                    continue
+                ys = numbers(part[f"{column}_{key}"])[order]
+                lo = numbers(part[f"{column}_{key}_lo"])[order]
+                hi = numbers(part[f"{column}_{key}_hi"])[order]
                 ax.plot(
                     xs[order],
                     ys,
@@ -220,12 +232,12 @@ def plot_language_evolution(
                     label=name if m == 0 else None,
                 )
                 ax.vlines(xs[order], lo, hi, color=colour, alpha=0.5)
-        if x == "parameters":
+        if x == "parameters" and (numbers(mine[x]) > 0).any():
             ax.set_xscale("log")
         ax.set_xlabel("training step" if x == "step" else "parameters")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{method} regions", fontsize="medium")
-    axes[0].set_ylabel("retention (share in the prompt's language)")
+    axes[0].set_ylabel(ylabel)
     legend = axes[-1].legend(fontsize="x-small", loc="lower left")
     if len(models) > 1:  # which line is which model
         axes[-1].add_artist(legend)
@@ -234,7 +246,5 @@ def plot_language_evolution(
             for i in range(len(models))
         ]
         axes[-1].legend(handles, models, fontsize="x-small", loc="lower right", title="model")
-    fig.suptitle(
-        f"{family}: the language of sampled continuations (95% Wilson intervals)", fontsize="small"
-    )
+    fig.suptitle(f"{family}: {what} (95% Wilson intervals)", fontsize="small")
     save(fig, path)
