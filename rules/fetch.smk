@@ -36,6 +36,7 @@ rule fetch_item:
         mem_mb=2000,
         runtime=240,
     params:
+        code=code_version("../scripts/fetch_item.py"),
         item=lambda wc: as_params(FETCH_PLAN[wc.item]),
     script:
         "../scripts/fetch_item.py"

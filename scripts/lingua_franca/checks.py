@@ -24,6 +24,42 @@ from lingua_franca.corpora import CorpusError, load_probe_corpus, source_files
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 ITEM_COUNTS = "probe_items.json"  # in cache_dir: corpus item counts by file stamps
+# "job": the jobs run on other machines (cluster nodes) and each checks the device
+# there, before it touches a file; the SLURM profile sets it. Otherwise the device is
+# checked when the workflow is planned, on the machine the jobs will run on.
+DEVICE_CHECK = "LINGUA_FRANCA_DEVICE_CHECK"
+
+
+def jobs_check_device() -> bool:
+    """Whether each job checks the device on its own node (``DEVICE_CHECK=job``)
+    rather than the planning process on this machine."""
+    return os.environ.get(DEVICE_CHECK, "").strip().lower() == "job"
+
+
+def device_problem(device: str) -> str | None:
+    """What keeps torch from using ``device`` (analysis.device) on this machine, or
+    None. Found here, it stops the plan (or a cluster job, before it touches a file)
+    instead of failing a job after Snakemake has deleted that job's outputs."""
+    if device == "cpu":
+        return None
+    import torch
+
+    where = f"analysis.device: {device!r} is not available here: torch {torch.__version__}"
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            return f"{where} finds no MPS device (torch.backends.mps.is_available() is False)"
+        return None
+    if not torch.cuda.is_available():
+        return (
+            f"{where} finds no CUDA device (torch.cuda.is_available() is False). Use cpu,"
+            f" or run where a GPU is; where jobs run on cluster nodes, set {DEVICE_CHECK}=job"
+            " to check on each node instead (the SLURM profile does)"
+        )
+    index = int(device.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        return f"{where} finds {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
+    return None
 
 
 def preflight(
@@ -33,10 +69,14 @@ def preflight(
     count_items: bool = True,
     cache_dir: str | os.PathLike | None = None,
     fetched: frozenset[str] | set[str] = frozenset(),
+    check_device: bool = True,
 ) -> list[str]:
     """Raise ConfigError listing every configured local path that is not there and
     every data problem knowable without a model; return notes that do not stop the
     run (warnings).
+
+    ``check_device``: whether ``analysis.device`` must work on this machine
+    (:func:`device_problem`); not where the jobs run on other machines.
 
     ``fetched`` names the data kinds (probe, perplexity, xstorycloze) whose local
     files the fetch step writes (``lingua_franca.fetch.fetched_data``): they may not
@@ -51,6 +91,8 @@ def preflight(
     """
     problems, missing = _path_problems(cfg, fetched)
     problems += _data_problems(cfg, missing, count_items, cache_dir, fetched)
+    device = device_problem(cfg.analysis["device"]) if check_device else None
+    problems += [device] if device else []
     root = Path(root).resolve() if root is not None else None
     elsewhere = root is not None and Path.cwd().resolve() != root
     if problems:
