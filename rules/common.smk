@@ -36,8 +36,6 @@ try:
         count_items=workflow.is_main_process,  # a cluster job's plan was checked
         cache_dir=".snakemake/lingua_franca",
         fetched=fetched_data(CFG),  # checked when what reads them is planned
-        # the jobs' machine: here, unless they run on cluster nodes (model_inputs)
-        check_device=workflow.is_main_process and not jobs_check_device(),
     )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
@@ -139,14 +137,18 @@ def method_settings(method):
 
 
 def device_checked(wildcards):
-    """No inputs: an input function of the jobs that use analysis.device. In a job on
-    a cluster node it checks the device there (the planning process, on a login node
-    without a GPU, did not: preflight's check_device), before anything is read or
-    written: Snakemake asks for a job's inputs before it deletes its old outputs."""
-    if not workflow.is_main_process:
-        problem = device_problem(CFG.analysis["device"])
-        if problem:
-            raise WorkflowError(f"invalid config (1 problem(s)):\n  - {problem}")
+    """No inputs: an input function of the jobs that use analysis.device, which checks
+    that torch can use the device where they run, before anything is read or written
+    (Snakemake asks for a job's inputs when it plans the job, before it deletes the
+    job's old outputs): here when the jobs run here, so that `snakemake -n` stops;
+    in each job on its cluster node when LINGUA_FRANCA_DEVICE_CHECK=job (the SLURM
+    profile sets it: the login node that plans has no GPU). Jobs that do not use the
+    device (the fetch step, the data) are planned whatever the device."""
+    if workflow.is_main_process and jobs_check_device():
+        return {}
+    problem = device_problem(CFG.analysis["device"])
+    if problem:
+        raise WorkflowError(f"invalid config (1 problem(s)):\n  - {problem}")
     return {}
 
 

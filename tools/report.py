@@ -15,6 +15,7 @@ record (README "The report"), so the report describes exactly what was run.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,8 +31,14 @@ REASON = re.compile(r"^\s*reason: (.*)$")
 
 
 def snakemake(*args: str) -> subprocess.CompletedProcess:
+    """snakemake ARGS. It runs no job, so the device is not checked here (on a cluster's
+    login node it is not the jobs' machine): LINGUA_FRANCA_DEVICE_CHECK=job."""
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "snakemake", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LINGUA_FRANCA_DEVICE_CHECK": "job"},
     )
 
 

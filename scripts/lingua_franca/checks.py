@@ -12,6 +12,7 @@ come from :func:`lingua_franca.corpora.source_files`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -26,7 +27,7 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 ITEM_COUNTS = "probe_items.json"  # in cache_dir: corpus item counts by file stamps
 # "job": the jobs run on other machines (cluster nodes) and each checks the device
 # there, before it touches a file; the SLURM profile sets it. Otherwise the device is
-# checked when the workflow is planned, on the machine the jobs will run on.
+# checked when the jobs that use it are planned, on the machine they will run on.
 DEVICE_CHECK = "LINGUA_FRANCA_DEVICE_CHECK"
 
 
@@ -36,10 +37,12 @@ def jobs_check_device() -> bool:
     return os.environ.get(DEVICE_CHECK, "").strip().lower() == "job"
 
 
+@functools.cache
 def device_problem(device: str) -> str | None:
     """What keeps torch from using ``device`` (analysis.device) on this machine, or
-    None. Found here, it stops the plan (or a cluster job, before it touches a file)
-    instead of failing a job after Snakemake has deleted that job's outputs."""
+    None. Found when a job that uses it is planned, it stops the plan (or a cluster
+    job, before it touches a file) instead of failing a job after Snakemake has
+    deleted that job's outputs."""
     if device == "cpu":
         return None
     import torch
@@ -69,14 +72,10 @@ def preflight(
     count_items: bool = True,
     cache_dir: str | os.PathLike | None = None,
     fetched: frozenset[str] | set[str] = frozenset(),
-    check_device: bool = True,
 ) -> list[str]:
     """Raise ConfigError listing every configured local path that is not there and
     every data problem knowable without a model; return notes that do not stop the
     run (warnings).
-
-    ``check_device``: whether ``analysis.device`` must work on this machine
-    (:func:`device_problem`); not where the jobs run on other machines.
 
     ``fetched`` names the data kinds (probe, perplexity, xstorycloze) whose local
     files the fetch step writes (``lingua_franca.fetch.fetched_data``): they may not
@@ -91,8 +90,6 @@ def preflight(
     """
     problems, missing = _path_problems(cfg, fetched)
     problems += _data_problems(cfg, missing, count_items, cache_dir, fetched)
-    device = device_problem(cfg.analysis["device"]) if check_device else None
-    problems += [device] if device else []
     root = Path(root).resolve() if root is not None else None
     elsewhere = root is not None and Path.cwd().resolve() != root
     if problems:
