@@ -1,7 +1,8 @@
 # Two commands do everything (see README "Quick start"):
 #   make demo   install into .venv if needed, then run the demo workflow end to end
 #   make test   install into .venv if needed, then run the test suite
-#   make report the HTML report of the last run; make bench: the benchmarks
+#   make report the HTML report of the last run, refused while anything is pending;
+#               make bench: the benchmarks
 #   make lint   snakemake --lint, snakefmt, ruff check and ruff format --check
 #   make test-fast  the unit tests only (no workflow, rehearsal or SLURM runs)
 # The venv is rebuilt when requirements.txt changes.
@@ -30,7 +31,7 @@ test-fast: venv
 	$(OFFLINE) $(BIN)/pytest -m "not workflow and not slurm"
 
 report: venv
-	$(OFFLINE) $(BIN)/snakemake --report report.html
+	$(OFFLINE) $(BIN)/python tools/report.py report.html
 
 bench: venv
 	$(OFFLINE) $(BIN)/python benchmarks/run_all.py

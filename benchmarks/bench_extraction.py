@@ -24,6 +24,15 @@ tokens per second.  Variants, all on the same random-weight model and probe:
   loads a checkpoint, so the fingerprint takes its real path: the weight files'
   sha256s, hashed once (before timing; the time is printed) and read from the cache
   beside them in every timed run, as in every job after a checkpoint's first.
+- ``store_no_checksums``: ``store`` with the chunks written without their crc32c
+  checksums, as stores were before issue 25: ``store`` / ``store_no_checksums`` is
+  what the checksums cost (goal ≥ 0.98).
+- ``write`` and ``write_no_checksums``: the store write alone (``StoreWriter``, with
+  its check before the rename) of the rows ``extraction`` computed, with and without
+  checksums, in rounds of their own (``--write-rounds``, default 30: a write takes a
+  fraction of a second, and the forward pass's noise would hide its cost): what the
+  checksums add where the forward pass costs nothing (a bound for a fast GPU), and,
+  divided by ``store``'s time, their share of an extraction.
 - ``reference``: the paper's code (X-LANCE/LinguaFranca ``generate_hidden_states_bloom``):
   one sentence at a time through ``model.generate(max_new_tokens=1)`` with a forward
   hook on every layer's ``mlp.gelu_impl`` that means the neurons over the tokens,
@@ -339,9 +348,25 @@ def run_extraction(model, tokenizer, texts, batch_size, count_active=True) -> li
     return [np.concatenate([b.means[m] for b in blocks]) for m in range(len(blocks[0].means))]
 
 
-def run_store(model, tokenizer, probe, batch_size, folder: Path) -> None:
+def run_write(blocks, probe, folder: Path, checksums=True) -> None:
+    """The store write of ``extract_to_store`` alone, for rows already computed."""
+    from lingua_franca.store import StoreWriter
+
+    widths = [m.shape[1] for m in blocks[0].means]
+    langs, items = list(map(str, probe["lang"])), list(map(str, probe["item"]))
     path = folder / "activations.zarr"
-    act.extract_to_store(model, tokenizer, probe, path, batch_size=batch_size, progress=False)
+    with StoreWriter(
+        path, langs, items, widths, activity={"benchmark": True}, checksums=checksums
+    ) as writer:
+        for block in blocks:
+            writer.write(block.means, block.active, block.n_tokens)
+
+
+def run_store(model, tokenizer, probe, batch_size, folder: Path, checksums=True) -> None:
+    path = folder / "activations.zarr"
+    act.extract_to_store(
+        model, tokenizer, probe, path, batch_size=batch_size, progress=False, checksums=checksums
+    )
 
 
 class ReferenceHook:
@@ -550,6 +575,12 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-store", action="store_true")
+    parser.add_argument(
+        "--write-rounds",
+        type=int,
+        default=30,
+        help="rounds of the store write alone, with and without checksums (default 30)",
+    )
     parser.add_argument("--no-proto", action="store_true")
     parser.add_argument(
         "--profile",
@@ -638,6 +669,10 @@ def main(argv=None) -> dict:
         variants["store"] = lambda: run_store(
             model, tokenizer, probe, args.batch_size, Path(tmp.name)
         )
+        variants["store_no_checksums"] = lambda: run_store(
+            model, tokenizer, probe, args.batch_size, Path(tmp.name), checksums=False
+        )
+
     if not args.no_proto:
         variants["proto"] = lambda: run_proto(model, tokenizer, texts, args.batch_size)
     ref_share = ref_tokens / n_tokens
@@ -656,6 +691,18 @@ def main(argv=None) -> dict:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"clock: {args.clock}")
     times = interleaved(variants, args.repeats, args.device, clock=clock)
+    if not args.no_store:
+        rows = list(
+            act.pooled_neurons(model, tokenizer, texts, batch_size=args.batch_size, progress=False)
+        )
+        writes = {
+            "write": lambda: run_write(rows, probe, Path(tmp.name)),
+            "write_no_checksums": lambda: run_write(rows, probe, Path(tmp.name), checksums=False),
+        }
+        print(f"timing {args.write_rounds} interleaved rounds of the store write alone")
+        times.update(
+            interleaved(writes, args.write_rounds, args.device, log=lambda _: None, clock=clock)
+        )
     tmp.cleanup()
     checkpoint.cleanup()
     # the reference may run on a subset: compare throughputs (tokens/s), not times
@@ -670,6 +717,13 @@ def main(argv=None) -> dict:
     }
     if "store" in times:
         figures["store_vs_bare"] = ratio(times, "store", "bare")
+        figures["checksums_vs_none"] = ratio(times, "store", "store_no_checksums")
+        figures["write_checksums_vs_none"] = ratio(times, "write", "write_no_checksums")
+        added = statistics.median(times["write"]) - statistics.median(times["write_no_checksums"])
+        figures["checksums_share"] = {
+            "ratio": 1 - added / statistics.median(times["store"]),
+            "per_round": [],
+        }
     if "proto" in times:
         figures["proto_vs_bare"] = ratio(times, "proto", "bare")
         figures["proto_vs_extraction"] = ratio(times, "proto", "extraction")
@@ -684,6 +738,9 @@ def main(argv=None) -> dict:
         "counts_vs_no_counts": "extraction with activity counts / without (goal >= 0.95)",
         "no_counts_vs_bare": "extraction without activity counts / bare body forward",
         "store_vs_bare": "extract_to_store / bare body forward",
+        "checksums_vs_none": "extract_to_store with chunk checksums / without (goal >= 0.98)",
+        "write_checksums_vs_none": "store write alone with chunk checksums / without",
+        "checksums_share": "extract_to_store with checksums / without, from the write's medians",
         "proto_vs_bare": "prototype (matmul pooling, 2 syncs a batch) / bare body forward",
         "proto_vs_extraction": "prototype (matmul pooling, 2 syncs a batch) / extraction",
         "extraction_vs_reference": "extraction / paper's generate-per-sentence reference",

@@ -93,6 +93,7 @@ def main() -> None:
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "HF_UPDATE_DOWNLOAD_COUNTS": "0",
+        "LINGUA_FRANCA_DEVICE_CHECK": "job",  # planned as a login node plans: no GPU here
     }
     snakemake = [sys.executable, "-m", "snakemake"]
     with tempfile.TemporaryDirectory(prefix="bench-planning-") as tmp:

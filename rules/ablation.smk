@@ -118,6 +118,7 @@ rule ablate_key_neurons:
         runtime=model_runtime,
         gpu=model_gpus,
     params:
+        code=code_version("../scripts/ablate_key_neurons.py"),
         settings=job_settings,
         languages=LANGUAGES,
         device=CFG.analysis["device"],
@@ -127,6 +128,7 @@ rule ablate_key_neurons:
         generation=CFG.analysis["generation"],
         methods=FURTHER_METHODS,  # in the order of input.methods and output.methods_*
         bootstrap=CFG.analysis["bootstrap"],
+        recorded=recorded("summary"),  # for the captions (the report)
         steering=lambda wildcards: (
             CFG.analysis["steering"] if CFG.steered(wildcards.model) else None
         ),

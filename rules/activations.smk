@@ -20,6 +20,7 @@ rule extract_activations:
         runtime=model_runtime,
         gpu=model_gpus,
     params:
+        code=code_version("../scripts/extract_activations.py"),
         settings=job_settings,
         languages=LANGUAGES,
         batch_size=CFG.analysis["batch_size"],

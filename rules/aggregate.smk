@@ -39,9 +39,10 @@ rule aggregate:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_version("../scripts/aggregate.py"),
         checkpoints=CHECKPOINTS,  # in the order of each input list
         methods=[PAPER_METHOD, *FURTHER_METHODS],
-        bootstrap=CFG.analysis["bootstrap"],  # for the captions: what the intervals are
+        recorded=recorded(PROVENANCE),  # for the captions: what the results record
         samples=CFG.analysis["generation"]["samples"],
         steering=STEERING,
     script:

@@ -14,14 +14,20 @@ from snakemake.exceptions import WorkflowError
 from snakemake.io import report as flag_for_report
 from snakemake.logging import logger
 
-from lingua_franca.checks import data_inputs, preflight
+from lingua_franca.checks import (
+    data_inputs,
+    device_problem,
+    jobs_check_device,
+    preflight,
+)
 from lingua_franca.config import ConfigError, load_config
 from lingua_franca.fetch import fetched_data
-from lingua_franca.aggregate import SUMMARY_PAGE, config_grid, summary_names
+from lingua_franca.aggregate import PROVENANCE, SUMMARY_PAGE, config_grid, summary_names
 from lingua_franca.comparison import method_summary_names
 from lingua_franca.language_of_generations import language_summary_names
 from lingua_franca.steering import steering_summary_names
 from lingua_franca.methods import METHODS, PAPER_METHOD, further_methods
+from lingua_franca.provenance import code_version as _code_version, recorded_settings
 
 # a config error stops the run here, before any job is planned: nothing is deleted
 try:
@@ -138,9 +144,27 @@ def method_resource(name):
     return lambda wildcards, attempt: getattr(METHODS[wildcards.method], name) * attempt
 
 
+def device_checked(wildcards):
+    """No inputs: an input function of the jobs that use analysis.device, which checks
+    that torch can use the device where they run, before anything is read or written
+    (Snakemake asks for a job's inputs when it plans the job, before it deletes the
+    job's old outputs): here when the jobs run here, so that `snakemake -n` stops;
+    in each job on its cluster node when LINGUA_FRANCA_DEVICE_CHECK=job (the SLURM
+    profile sets it: the login node that plans has no GPU). Jobs that do not use the
+    device (the fetch step, the data) are planned whatever the device."""
+    if workflow.is_main_process and jobs_check_device():
+        return {}
+    problem = device_problem(CFG.analysis["device"])
+    if problem:
+        raise WorkflowError(f"invalid config (1 problem(s)):\n  - {problem}")
+    return {}
+
+
 def model_inputs(wildcards):
     """What a model × checkpoint job needs before it can load the model: the
-    trained toy model's folder; nothing for Hub models and local folders."""
+    trained toy model's folder; nothing for Hub models and local folders. The device
+    is checked first (device_checked)."""
+    device_checked(wildcards)
     model = CFG.models[wildcards.model]
     if model.toy is not None:
         return {"model": toy_folder(model.name)}
@@ -201,6 +225,32 @@ def local_source_files(kind, languages=None):
     return inputs
 
 
+def code_version(script):
+    """A rule's code version, its parameter ``code``: a hash of its script (the
+    path its ``script:`` gives) and of every module of the package the script
+    imports, transitively (lingua_franca.provenance.code_version). Editing one reruns
+    the rule; touching one, or editing a module it does not import, does not: the
+    workflow profile leaves out Snakemake's `code` trigger, which compares times
+    (README "What reruns when")."""
+    return _code_version(Path(workflow.basedir) / "rules" / script)
+
+
+def recorded(name):
+    """A parameter for the report's captions: the settings that the job's JSON
+    result ``name`` (a named output, or the file name of one) records
+    (lingua_franca.provenance.recorded_settings), read when the report is made, so
+    that a caption describes the result, never the config of the moment. A function
+    of the job's output: Snakemake never reruns a job for it."""
+
+    def read(wildcards, output):
+        named = getattr(output, name, None)
+        return recorded_settings(
+            named or next(p for p in output if Path(p).name == name)
+        )
+
+    return read
+
+
 REPORT = Path(workflow.basedir) / "resources" / "report"
 
 
@@ -248,8 +298,8 @@ def method_report(paths, stem):
 
 def summary_outputs(pattern):
     """The aggregate's files: ``pattern`` (with {name}) for every file name the
-    config's grid makes (lingua_franca.aggregate.summary_names) and summary.html,
-    flagged for the report."""
+    config's grid makes (lingua_franca.aggregate.summary_names), summary.html and
+    provenance.json, flagged for the report."""
     flagged = []
     methods = [PAPER_METHOD, *FURTHER_METHODS]
     names = (
@@ -260,7 +310,7 @@ def summary_outputs(pattern):
         )
         + steering_summary_names(config_grid(CFG), STEERING)
     )
-    for name in names + [SUMMARY_PAGE]:
+    for name in names + [SUMMARY_PAGE, PROVENANCE]:
         stem = Path(name).stem
         kind = next(
             k
@@ -288,6 +338,8 @@ def summary_outputs(pattern):
             caption = "language_summary.rst"
         if name == SUMMARY_PAGE:
             caption, stem = "summary_table.rst", "summary table"
+        if name == PROVENANCE:
+            caption = "provenance.rst"
         category = "2. Across checkpoints and scales" if kind else "1. Summary"
         flagged.append(
             flag_for_report(

@@ -19,6 +19,7 @@ rule prepare_probe:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_version("../scripts/prepare_probe.py"),
         probe=CFG.data["probe"],
         languages=LANGUAGES,
         seed=CFG.analysis["seed"],
@@ -41,6 +42,7 @@ rule prepare_prompts:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_version("../scripts/prepare_prompts.py"),
         probe=CFG.data["probe"],
         generation=CFG.analysis["generation"],
         languages=LANGUAGES,
@@ -62,6 +64,7 @@ rule prepare_perplexity_text:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_version("../scripts/prepare_perplexity_text.py"),
         perplexity=CFG.data["perplexity"],
     script:
         "../scripts/prepare_perplexity_text.py"
@@ -81,6 +84,7 @@ rule prepare_stories:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_version("../scripts/prepare_stories.py"),
         xstorycloze=CFG.data["xstorycloze"],
     script:
         "../scripts/prepare_stories.py"

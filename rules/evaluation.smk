@@ -25,6 +25,7 @@ rule evaluate_xstorycloze:
         runtime=model_runtime,
         gpu=model_gpus,
     params:
+        code=code_version("../scripts/evaluate_xstorycloze.py"),
         settings=job_settings,
         device=CFG.analysis["device"],
         batch_size=CFG.analysis["eval_batch_size"],

@@ -42,6 +42,7 @@ rule check_hub_access:
         mem_mb=1000,
         runtime=10,
     params:
+        code=code_version("../scripts/check_hub_access.py"),
         repos=[[*key, purposes] for key, purposes in hub_repos(FETCH_PLAN).items()],
     script:
         "../scripts/check_hub_access.py"
@@ -61,6 +62,7 @@ rule fetch_item:
         mem_mb=2000,
         runtime=240,
     params:
+        code=code_version("../scripts/fetch_item.py"),
         item=lambda wc: as_params(FETCH_PLAN[wc.item]),
     script:
         "../scripts/fetch_item.py"

@@ -24,6 +24,7 @@ rule select_key_neurons:
         mem_mb=method_resource("mem_mb"),  # each method's own, in its registry entry
         runtime=method_resource("runtime"),
     params:
+        code=code_version("../scripts/select_key_neurons.py"),
         settings=lambda wildcards: method_settings(wildcards.method),
         block_width=CFG.analysis["block_width"],
     script:
@@ -53,6 +54,7 @@ rule compare_key_neurons:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_version("../scripts/compare_key_neurons.py"),
         methods=FURTHER_METHODS,  # in the order of input.further
     script:
         "../scripts/compare_key_neurons.py"

@@ -12,6 +12,7 @@ BOOTSTRAP = CFG.analysis["bootstrap"]["resamples"] > 0
 
 rule compute_metrics:
     input:
+        unpack(device_checked),  # its matrix products use analysis.device
         store=rules.extract_activations.output[0],
     output:
         summary="results/{model}/{checkpoint}/metrics.json",
@@ -39,9 +40,11 @@ rule compute_metrics:
         runtime=60,
         gpu=1 if BOOTSTRAP and ON_GPU else 0,
     params:
+        code=code_version("../scripts/compute_metrics.py"),
         z_threshold=CFG.analysis["z_threshold"],
         block_width=CFG.analysis["block_width"],
         bootstrap=CFG.analysis["bootstrap"],
         device=CFG.analysis["device"] if BOOTSTRAP else "cpu",
+        recorded=recorded("summary"),  # for the captions (the report)
     script:
         "../scripts/compute_metrics.py"

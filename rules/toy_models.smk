@@ -19,6 +19,7 @@ rule prepare_toy_text:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_version("../scripts/prepare_toy_text.py"),
         validation_fraction=CFG.toy["validation_fraction"] if CFG.toy else None,
         paragraphs_per_document=(
             CFG.toy["paragraphs_per_document"] if CFG.toy else None
@@ -42,6 +43,7 @@ rule train_tokenizer:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_version("../scripts/train_tokenizer.py"),
         tokenizer=CFG.toy["tokenizer"] if CFG.toy else None,
     script:
         "../scripts/train_tokenizer.py"
@@ -63,6 +65,7 @@ rule train_toy:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_version("../scripts/train_toy.py"),
         spec=lambda wc: CFG.models[wc.toy].toy,
     script:
         "../scripts/train_toy.py"

@@ -539,7 +539,7 @@ def test_the_aggregate_leaves_only_the_current_grids_files(fabricated, tmp_path)
     records = [dict(r) for r in fabricated if r["family"] == "evo"]
     identities = [{k: v for k, v in r.items() if k not in RESULT_FILES} for r in records]
     inputs = {kind: [r.get(kind) for r in records] for kind in RESULT_FILES}
-    expected = [*summary_names(grid_of(records)), "summary.html"]
+    expected = [*summary_names(grid_of(records)), "summary.html", "provenance.json"]
     aggregate_job(identities, inputs, [outdir / name for name in expected])
     assert sorted(p.name for p in outdir.iterdir()) == sorted(expected)
     assert "<h2>metrics.csv</h2>" in (outdir / "summary.html").read_text()
@@ -549,7 +549,7 @@ def test_the_aggregate_wants_its_outputs_in_one_folder(fabricated, tmp_path):
     from lingua_franca.pipeline import aggregate as aggregate_job
 
     records = [dict(r) for r in fabricated if r["family"] == "evo"]
-    names = [*summary_names(grid_of(records)), "summary.html"]
+    names = [*summary_names(grid_of(records)), "summary.html", "provenance.json"]
     outputs = [tmp_path / ("a" if i else "b") / name for i, name in enumerate(names)]
     with pytest.raises(ValueError, match="in one folder"):
         aggregate_job(records, {"metrics": [r["metrics"] for r in records]}, outputs)

@@ -341,3 +341,39 @@ def test_configs_are_not_changed_by_the_checks(demo):
     cfg = load_config(demo)
     preflight(cfg)
     assert demo == before
+
+
+def test_a_device_torch_cannot_use_here_is_named(monkeypatch):
+    """analysis.device against what torch finds on this machine (planning, or a
+    cluster job's start: lingua_franca.checks.device_problem)."""
+    import torch
+    from lingua_franca.checks import device_problem
+
+    device_problem.cache_clear()  # what torch finds is kept for the process
+    assert device_problem("cpu") is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    problem = device_problem("cuda")
+    assert problem.startswith("analysis.device: 'cuda' is not available here"), problem
+    assert "torch.cuda.is_available() is False" in problem and torch.__version__ in problem
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    device_problem.cache_clear()
+    assert device_problem("cuda") is None and device_problem("cuda:0") is None
+    problem = device_problem("cuda:1")
+    assert problem.startswith("analysis.device: 'cuda:1' is not available here"), problem
+    assert "1 CUDA device" in problem
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    device_problem.cache_clear()
+    assert device_problem("mps").startswith("analysis.device: 'mps' is not available here")
+    device_problem.cache_clear()  # not what the mocks said, for later tests
+
+
+def test_the_slurm_profile_leaves_the_device_check_to_each_job(monkeypatch):
+    """Its login node has no GPU: the profile sets LINGUA_FRANCA_DEVICE_CHECK=job."""
+    import yte
+
+    monkeypatch.setenv(checks.DEVICE_CHECK, "placeholder")  # so that it is put back
+    monkeypatch.delenv(checks.DEVICE_CHECK)
+    with open(ROOT / "profiles" / "slurm" / "config.yaml", encoding="utf-8") as profile:
+        yte.process_yaml(profile)
+    assert os.environ[checks.DEVICE_CHECK] == "job"

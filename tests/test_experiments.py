@@ -102,7 +102,10 @@ def test_the_checkpoint_experiments_name_the_published_branches():
 
 
 def dry_run(path: Path, workdir: Path, *targets: str) -> subprocess.CompletedProcess:
+    """`snakemake -n` of an experiment config as a cluster's login node runs it: without
+    a GPU, the device left to each job (LINGUA_FRANCA_DEVICE_CHECK=job)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env["LINGUA_FRANCA_DEVICE_CHECK"] = "job"
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)]
         + ["--directory", str(workdir), *targets],

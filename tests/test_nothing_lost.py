@@ -7,7 +7,11 @@ complete run (conftest.py's tiny_run):
 - editing a local text file reruns the one job that reads it; removing it stops
   planning;
 - the aggregate leaves in results/summary/ only what the current grid makes;
-- run from a subfolder, the workflow says where to run it.
+- run from a subfolder, the workflow says where to run it;
+- a device this machine lacks (analysis.device: cuda without CUDA) stops the plan of
+  the jobs that use it when jobs run here, and each such job before it touches a file
+  when they run on a cluster (LINGUA_FRANCA_DEVICE_CHECK=job, which the SLURM profile
+  sets).
 
 (A killed job's temporaries: tests/test_atomic.py, with a real SIGKILL.)
 """
@@ -26,8 +30,9 @@ pytestmark = pytest.mark.workflow
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def snakemake(workdir, *args, cwd=None):
-    """(exit status, output) of snakemake in ``workdir`` (or ``cwd``)."""
+def snakemake(workdir, *args, cwd=None, env=None):
+    """(exit status, output) of snakemake in ``workdir`` (or ``cwd``), with ``env``
+    added to the environment."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
         cwd=cwd or workdir,
@@ -35,7 +40,7 @@ def snakemake(workdir, *args, cwd=None):
         capture_output=True,
         text=True,
         timeout=600,
-        env=ENV,
+        env={**ENV, **(env or {})},
     )
     return result.returncode, result.stdout + result.stderr
 
@@ -168,3 +173,64 @@ def test_a_run_from_a_subfolder_says_where_to_run(tiny_run):
     assert status != 0
     assert f"run snakemake from the repository root, {workdir}" in output, output[-3000:]
     assert not (workdir / "rules" / "results").exists()
+
+
+NO_GPU = {"CUDA_VISIBLE_DEVICES": ""}  # whatever this machine has, torch sees no CUDA
+DEVICE_MISSING = {
+    "cuda": "analysis.device: 'cuda' is not available here",
+    "cuda:1": "analysis.device: 'cuda:1' is not available here",
+    "mps": "analysis.device: 'mps' is not available here",
+}
+
+
+@pytest.mark.parametrize("device", DEVICE_MISSING)
+def test_a_device_this_machine_lacks_stops_planning_and_deletes_nothing(tiny_run, device):
+    workdir, _ = tiny_run
+    before = results(workdir)
+    config = tiny_config()
+    config["analysis"]["device"] = device
+    write_config(workdir, config)
+    try:
+        for args in (["-n"], []):  # stopped when the jobs that use the device are planned
+            status, output = snakemake(workdir, *args, env=NO_GPU)
+            assert status != 0, output[-3000:]
+            assert DEVICE_MISSING[device] in output, output[-3000:]
+        # what does not use the device is planned whatever it is: the fetch step
+        status, output = snakemake(workdir, "-n", "fetch", env=NO_GPU)
+        assert status == 0, output[-3000:]
+    finally:
+        write_config(workdir, tiny_config())
+    assert results(workdir) == before
+
+
+# how a cluster job runs its job: the arguments the SLURM plugin gives `snakemake`
+REMOTE_JOB = [
+    "--target-jobs",
+    "extract_activations:model=toy-bloom,checkpoint=step-6",
+    "--allowed-rules",
+    "extract_activations",
+    "--force",
+    "--nolock",
+    "--ignore-incomplete",
+    "--mode",
+    "remote",
+]
+
+
+def test_on_a_cluster_each_job_checks_the_device_before_it_touches_a_file(tiny_run, tmp_path):
+    """The login node plans without a GPU; the job on its node stops with the same
+    message before Snakemake deletes its outputs (the store here)."""
+    workdir = shutil.copytree(tiny_run[0], tmp_path / "wf", symlinks=True)
+    config = tiny_config()
+    config["analysis"]["device"] = "cuda"
+    write_config(workdir, config)
+    cluster = {**NO_GPU, "LINGUA_FRANCA_DEVICE_CHECK": "job"}
+    status, output = snakemake(workdir, "-n", env=cluster)
+    assert status == 0, output[-3000:]
+    assert "extract_activations" in {j.rule for j in parse_jobs(output)}
+    before = results(workdir)
+    status, output = snakemake(workdir, *REMOTE_JOB, env=cluster)
+    assert status != 0, output[-3000:]
+    assert DEVICE_MISSING["cuda"] in output, output[-3000:]
+    assert results(workdir) == before
+    assert (workdir / "results" / "toy-bloom" / "step-6" / "activations.zarr").is_dir()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -55,6 +56,21 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
             os.symlink(os.readlink(ROOT / name), dest / name)
     write_config(dest, config if config is not None else tiny_config())
     return dest
+
+
+def run_snakemake(workdir, *args: str, env: dict | None = None, timeout: int = 600):
+    """(exit status, stdout and stderr) of `snakemake --cores 2 ARGS` in ``workdir``,
+    offline, with ``env`` added to the environment."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})},
+    )
+    return result.returncode, result.stdout + result.stderr
 
 
 def write_config(dest: Path, config: dict) -> None:

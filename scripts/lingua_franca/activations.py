@@ -146,6 +146,7 @@ def extract_to_store(
     progress: bool = True,
     store_dtype: str = "float32",
     count_active: bool = True,
+    checksums: bool = True,
 ) -> Path:
     """Pool every probe row through ``model`` into an activation store at ``path``,
     with the activity counts for LAPE unless ``count_active`` is false.
@@ -153,6 +154,7 @@ def extract_to_store(
     ``probe`` is a DataFrame with columns row, lang, item, text in row order.  The
     store carries ``provenance_attrs`` (weights fingerprint, tokenizer, dtype, config
     hash, package versions); ``attrs`` (e.g. model name and checkpoint) override them.
+    ``checksums=False`` leaves the chunks' checksums out (benchmarks only).
     """
     missing = [c for c in PROBE_COLUMNS if c not in probe.columns]
     if missing:
@@ -188,7 +190,14 @@ def extract_to_store(
         first = next(blocks)  # widths come from the data, so any hooked module works
         widths = [a.shape[1] for a in first.means]
         with StoreWriter(
-            path, langs, items, widths, attrs=meta, dtype=store_dtype, activity=activity
+            path,
+            langs,
+            items,
+            widths,
+            attrs=meta,
+            dtype=store_dtype,
+            activity=activity,
+            checksums=checksums,
         ) as writer:
             for block in chain([first], blocks):
                 writer.write(block.means, block.active, block.n_tokens if count_active else None)

@@ -39,6 +39,7 @@ from lingua_franca.logs import get_logger
 log = get_logger(__name__)
 
 SUMMARY_PAGE = "summary.html"  # the main tables as one page, for the report
+PROVENANCE = "provenance.json"  # what the results record about their making (the captions')
 TABLES = ("metrics", "key_neurons_per_layer", "key_neurons_per_language", "xstorycloze")
 FAMILY_FIGURES = ("evolution", "scale")  # one of each per family
 MODEL_FIGURES = ("key_layers", "key_languages")  # one of each per model
@@ -518,6 +519,65 @@ def last_checkpoints(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- writing
+
+
+def write_provenance(records: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """provenance.json: what each checkpoint's results record about the settings and
+    code that made them (lingua_franca.provenance.recorded_settings), and under
+    ``recorded`` every distinct value over the grid: the interval settings of the
+    metrics (``intervals``) and of the perplexity increases (``window_intervals``),
+    with ``without`` the checkpoints that have none, ``z_threshold``, the key-neuron
+    ``methods`` whose results are there, and the ``code`` records. The report's
+    captions read these, never the config of the moment. ``records`` may carry
+    ``methods_ablation`` ({method: ablation.json})."""
+    from lingua_franca.methods import PAPER_METHOD
+    from lingua_franca.provenance import code_provenance, recorded_settings
+
+    checkpoints = []
+    for record in records:
+        entry = {key: record.get(key) for key in ("model", "checkpoint")}
+        for kind in ("metrics", "ablation", "xstorycloze"):
+            if record.get(kind):
+                entry[kind] = recorded_settings(record[kind])
+        entry["methods"] = {
+            name: recorded_settings(file)
+            for name, file in (record.get("methods_ablation") or {}).items()
+        }
+        checkpoints.append(entry)
+
+    def distinct(values: Iterable[Any]) -> list[Any]:
+        seen = {}
+        for value in values:
+            seen.setdefault(json.dumps(value, sort_keys=True), value)
+        return [seen[key] for key in sorted(seen)]
+
+    def intervals(kind: str) -> dict[str, Any] | None:
+        found = [c.get(kind, {}).get("ci") for c in checkpoints]
+        there = [ci for ci in found if ci]
+        if not there:
+            return None
+        summary = {
+            key: distinct(ci.get(key) for ci in there) for key in ("level", "resamples", "seed")
+        }
+        return {**summary, "without": len(found) - len(there)}
+
+    codes = [code_provenance()]
+    for entry in checkpoints:
+        results = [entry.get(k, {}) for k in ("metrics", "ablation", "xstorycloze")]
+        codes += [r.get("code") for r in results + list(entry["methods"].values()) if r.get("code")]
+    recorded = {
+        "intervals": intervals("metrics"),
+        "window_intervals": intervals("ablation"),
+        "z_threshold": distinct(
+            c["metrics"]["z_threshold"]
+            for c in checkpoints
+            if "z_threshold" in c.get("metrics", {})
+        ),
+        "methods": [PAPER_METHOD, *dict.fromkeys(m for c in checkpoints for m in c["methods"])],
+        "code": distinct(codes),
+    }
+    doc = {"recorded": recorded, "checkpoints": checkpoints}
+    Path(path).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def write_summary(

@@ -12,6 +12,7 @@ come from :func:`lingua_franca.corpora.source_files`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -24,6 +25,44 @@ from lingua_franca.corpora import CorpusError, load_probe_corpus, prompt_pool, s
 
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 ITEM_COUNTS = "probe_items.json"  # in cache_dir: corpus item counts by file stamps
+# "job": the jobs run on other machines (cluster nodes) and each checks the device
+# there, before it touches a file; the SLURM profile sets it. Otherwise the device is
+# checked when the jobs that use it are planned, on the machine they will run on.
+DEVICE_CHECK = "LINGUA_FRANCA_DEVICE_CHECK"
+
+
+def jobs_check_device() -> bool:
+    """Whether each job checks the device on its own node (``DEVICE_CHECK=job``)
+    rather than the planning process on this machine."""
+    return os.environ.get(DEVICE_CHECK, "").strip().lower() == "job"
+
+
+@functools.cache
+def device_problem(device: str) -> str | None:
+    """What keeps torch from using ``device`` (analysis.device) on this machine, or
+    None. Found when a job that uses it is planned, it stops the plan (or a cluster
+    job, before it touches a file) instead of failing a job after Snakemake has
+    deleted that job's outputs."""
+    if device == "cpu":
+        return None
+    import torch
+
+    where = f"analysis.device: {device!r} is not available here: torch {torch.__version__}"
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            return f"{where} finds no MPS device (torch.backends.mps.is_available() is False)"
+        return None
+    if not torch.cuda.is_available():
+        return (
+            f"{where} finds no CUDA device (torch.cuda.is_available() is False). Use cpu,"
+            f" or run where a GPU is; where jobs run on cluster nodes, set {DEVICE_CHECK}=job"
+            " to check on each node instead (the SLURM profile does)"
+        )
+    index = int(device.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        return f"{where} finds {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
+    return None
 
 
 def preflight(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .provenance import config_hash, package_versions
+from .provenance import code_provenance, config_hash, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -328,4 +328,5 @@ def provenance_attrs(model: nn.Module, tokenizer, **settings: Any) -> dict[str, 
         "extraction": settings,
         "config_hash": config_hash({"model": _model_config(model), "extraction": settings}),
         "package_versions": package_versions(),
+        "code": code_provenance(),
     }

@@ -53,10 +53,15 @@ def _identity(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _provenance(settings: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """What made a JSON result: model, checkpoint, revision, package versions…"""
-    from lingua_franca.provenance import package_versions
+    """What made a JSON result: model, checkpoint, revision, package versions, code…"""
+    from lingua_franca.provenance import code_provenance, package_versions
 
-    return {"source": _identity(settings), "package_versions": package_versions(), **extra}
+    return {
+        "source": _identity(settings),
+        "package_versions": package_versions(),
+        "code": code_provenance(),
+        **extra,
+    }
 
 
 def extract(
@@ -103,6 +108,7 @@ def metrics(
     with ``bootstrap`` (analysis.bootstrap) their intervals too (docs/method.md §10)."""
     from lingua_franca.bootstrap import BootstrapSettings
     from lingua_franca.metrics import MetricsFiles, compute_metrics, write_outputs
+    from lingua_franca.provenance import code_provenance
     from lingua_franca.store import ActivationStore
 
     files = MetricsFiles.of(outputs)
@@ -127,6 +133,7 @@ def metrics(
             "package_versions",
         )
     }
+    provenance["code"] = code_provenance()  # this job's; the store's own is in its attrs
     title = f"{source.get('model', '?')} @ {source.get('checkpoint', '?')}"
     write_outputs(result, files, title=title, extra={"source": source, "provenance": provenance})
     log.info("%s: LRDS %.4f, SADS %.4f, SKLR %d", title, result.lrds, result.sads, result.sklr)
@@ -440,6 +447,7 @@ def select_key_neurons(
     language and per layer, selection.json; docs/method.md §9). A store written before
     extraction counted activity stops LAPE here, saying to re-extract it."""
     from lingua_franca.methods import SelectionFiles, select
+    from lingua_franca.provenance import code_provenance
     from lingua_franca.store import ActivationStore
 
     files = SelectionFiles.of(outputs)
@@ -447,6 +455,7 @@ def select_key_neurons(
     selection = select(method, store, settings, block_width)
     source = store.attrs.get("source", {})
     provenance = {key: store.attrs.get(key) for key in ("weights_fingerprint", "config_hash")}
+    provenance["code"] = code_provenance()
     selection.write(files, extra={"settings": settings, "source": source, "provenance": provenance})
     log.info(
         "%s @ %s: %s regions, %d neurons over %d languages",
@@ -501,7 +510,13 @@ def aggregate(
     steering.json)."""
     import pandas as pd
 
-    from lingua_franca.aggregate import SUMMARY_PAGE, checkpoint_records, write_summary
+    from lingua_franca.aggregate import (
+        PROVENANCE,
+        SUMMARY_PAGE,
+        checkpoint_records,
+        write_provenance,
+        write_summary,
+    )
     from lingua_franca.comparison import write_method_summary
     from lingua_franca.language_of_generations import SUMMARY_TABLE, write_language_summary
     from lingua_franca.steering import SUMMARY_TABLE as STEERING_TABLE
@@ -509,10 +524,14 @@ def aggregate(
 
     by_name = {Path(p).name: Path(p) for p in outputs}
     folders = {path.parent for path in by_name.values()}
-    if len(by_name) != len(outputs) or len(folders) != 1 or SUMMARY_PAGE not in by_name:
+    if (
+        len(by_name) != len(outputs)
+        or len(folders) != 1
+        or not {SUMMARY_PAGE, PROVENANCE} <= set(by_name)
+    ):
         raise ValueError(
             f"the summary's outputs must be distinct names in one folder, {SUMMARY_PAGE}"
-            f" among them: {[str(p) for p in outputs]}"
+            f" and {PROVENANCE} among them: {[str(p) for p in outputs]}"
         )
     inputs = dict(inputs)
     overlap, methods_ablation = inputs.pop("overlap", []), inputs.pop("methods_ablation", [])
@@ -532,6 +551,7 @@ def aggregate(
             per = methods_ablation[i * len(further) : (i + 1) * len(further)]
             record["methods_ablation"] = dict(zip(further, per))
         paths.update(write_method_summary(records, methods, by_name))
+    write_provenance(records, by_name[PROVENANCE])
     if samples:
         language_records = checkpoint_records(checkpoints, language=language)
         paths.update(write_language_summary(language_records, by_name, samples))

@@ -16,9 +16,18 @@ Layout (readable with plain ``zarr``, or ``xarray.open_zarr(path, consolidated=F
 still serves the z-score metrics, and ``require_activity`` names the fix for LAPE.
 
 Rows are un-normalized; the metrics normalize.  A store is written under a
-temporary name and renamed at the end, and carries ``complete: true`` only then,
-so a killed job never leaves something that looks finished; the next writer of
-the store removes what a killed one left (:mod:`lingua_franca.atomic`).
+temporary name, checked, and renamed at the end, and carries ``complete: true`` only
+then, so a killed job never leaves something that looks finished; a later writer of
+the store removes what a killed one left, and a writer that a newer one took over
+never renames its store into place (:mod:`lingua_franca.atomic`).
+
+Every chunk of every array carries a crc32c checksum after its compression. A chunk
+that fails it, fails to decompress or is missing is named, with its array and store,
+in a :class:`StoreError` that says to delete the store and extract it again; the
+store is then moved aside (``.activations.zarr.damaged-…``), so that the workflow
+plans its extraction again instead of taking it as up to date. A store written before
+checksums existed is still read; its damage shows only when a chunk fails to
+decompress.
 
 Attribute ``activations_fingerprint`` identifies the store's content (docs/method.md
 §7): two checkpoints whose stores carry the same one gave identical activations on
@@ -29,7 +38,9 @@ array as it writes it, so the store is never read for it (``content_fingerprint`
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -38,13 +49,32 @@ from typing import Any, Self
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from lingua_franca.atomic import remove_stale_temporaries, temporary_path
+from lingua_franca.atomic import (
+    Claim,
+    Heartbeat,
+    TakenOver,
+    remove_stale_temporaries,
+    replace,
+    set_aside,
+    temporary_path,
+)
+
+log = logging.getLogger(__name__)
 
 LAYER_PREFIX = "layer_"
 ACTIVE_GROUP = "active"
 ROW_CHUNK = 256
 COL_CHUNK = 4096
+# zarr's own default compression, then a checksum of the compressed bytes; every chunk
+# written, even one that equals the fill value, so that a missing chunk is damage
+CODECS = {
+    "compressors": (ZstdCodec(level=0), Crc32cCodec()),
+    "config": {"write_empty_chunks": True},
+}
+CHECKSUM = "crc32c"
+REMEDY = "Delete the store and extract it again"
 
 
 def layer_name(index: int) -> str:
@@ -86,9 +116,12 @@ class StoreWriter:
         row_chunk: int = ROW_CHUNK,
         col_chunk: int = COL_CHUNK,
         activity: dict[str, Any] | None = None,
+        checksums: bool = True,
     ):
         """``activity`` (where the counted activation value was read) makes the store
-        hold ``n_tokens`` and ``active/``; ``write`` then needs both for every block."""
+        hold ``n_tokens`` and ``active/``; ``write`` then needs both for every block.
+        ``checksums=False`` writes chunks as stores were written before they had
+        checksums (benchmarks compare the two)."""
         if len(languages) != len(items):
             raise ValueError("languages and items must have one entry per sample")
         self.path = Path(path)
@@ -111,14 +144,19 @@ class StoreWriter:
             "complete": False,
         }
         self.counts = activity is not None
+        self.claim = Claim(self.path)
+        self.checksums = checksums
         self._row = 0
         self._buffer: list[list[np.ndarray]] = []
         self._buffered = 0
 
     def __enter__(self) -> Self:
-        remove_stale_temporaries(self.path)  # this writer's own, and a killed one's
+        remove_stale_temporaries(self.path)  # what writers that are gone left
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.claim.take()  # from now on, an older writer of this store cannot finish
         self.group = zarr.open_group(self.tmp, mode="w", zarr_format=3)
+        self.heartbeat = Heartbeat(self.tmp).__enter__()
+        codecs = CODECS if self.checksums else {}
         self.arrays = []
         for name, width in zip(self.attrs["layers"], self.widths):
             array = self.group.create_array(
@@ -128,6 +166,7 @@ class StoreWriter:
                 chunks=(self.row_chunk, min(self.col_chunk, width)),
                 dimension_names=["sample", "neuron"],
                 fill_value=np.nan,
+                **codecs,
             )
             self.arrays.append(array)
         self.active_arrays = []
@@ -141,14 +180,15 @@ class StoreWriter:
                     chunks=(self.row_chunk, min(self.col_chunk, width)),
                     dimension_names=["sample", "neuron"],
                     fill_value=-1,
+                    **codecs,
                 )
                 self.active_arrays.append(array)
             self.n_tokens_array = self.group.create_array(
-                "n_tokens", shape=(self.n,), dtype=np.int32, dimension_names=["sample"]
+                "n_tokens", shape=(self.n,), dtype=np.int32, dimension_names=["sample"], **codecs
             )
         for name in ("language", "item"):
             array = self.group.create_array(
-                name, shape=(self.n,), dtype=str, dimension_names=["sample"]
+                name, shape=(self.n,), dtype=str, dimension_names=["sample"], **codecs
             )
             array[:] = np.array(self.attrs[f"{name}s"], dtype=str)
         self._targets = [*self.arrays, *self.active_arrays]
@@ -185,6 +225,7 @@ class StoreWriter:
             self._flush()
 
     def _flush(self) -> None:
+        self._check_claim()  # a newer writer took over: stop before more work
         if not self._buffered:
             return
         stop = self._row + self._buffered
@@ -195,31 +236,88 @@ class StoreWriter:
         self._row, self._buffer, self._buffered = stop, [], 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        self._flush()
-        if self._row != self.n:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise StoreError(f"{self.path}: {self._row} of {self.n} rows written")
-        fingerprint = content_fingerprint(
-            self.attrs["languages"],
-            self.attrs["items"],
-            [
-                (str(array.path), array.dtype.str, array.shape, digest.hexdigest())
-                for array, digest in zip(self._targets, self._digests, strict=True)
-            ],
-        )
-        self.group.attrs.update(
-            {**self.attrs, "activations_fingerprint": fingerprint, "complete": True}
-        )
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
+        self.heartbeat.__exit__(None, None, None)
+        try:
+            if exc_type is not None:
+                return
+            self._flush()
+            if self._row != self.n:
+                raise StoreError(f"{self.path}: {self._row} of {self.n} rows written")
+            fingerprint = content_fingerprint(
+                self.attrs["languages"],
+                self.attrs["items"],
+                [
+                    (str(array.path), array.dtype.str, array.shape, digest.hexdigest())
+                    for array, digest in zip(self._targets, self._digests, strict=True)
+                ],
+            )
+            self.group.attrs.update(
+                {**self.attrs, "activations_fingerprint": fingerprint, "complete": True}
+            )
+            self._verify()
+            self._check_claim()  # still the current writer: nobody started since
+            replace(self.tmp, self.path)
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)  # gone when renamed into place
+            self.claim.release()
+
+    def _check_claim(self) -> None:
+        try:
+            self.claim.check()
+        except TakenOver as err:
+            raise StoreError(str(err)) from None
+
+    def _verify(self) -> None:
+        """Open the finished temporary again as a reader would, and check that it holds
+        every array, whole, before it is renamed into place."""
+        expected = {name: (self.n, w) for name, w in zip(self.attrs["layers"], self.widths)}
+        if self.counts:
+            expected |= {f"{ACTIVE_GROUP}/{k}": v for k, v in expected.items()}
+            expected["n_tokens"] = (self.n,)
+        expected |= {"language": (self.n,), "item": (self.n,)}
+        try:
+            group = zarr.open_group(self.tmp, mode="r")
+            complete = dict(group.attrs).get("complete") is True
+            problems = [] if complete else ["not marked complete"]
+            for name, shape in expected.items():
+                try:
+                    array = group[name]
+                except KeyError:
+                    problems.append(f"array '{name}' is missing")
+                    continue
+                if array.shape != shape:
+                    problems.append(f"array '{name}' has shape {array.shape}, not {shape}")
+                missing = missing_chunks(self.tmp, name, array)
+                if missing:
+                    problems.append(f"array '{name}' lacks chunk(s) {missing[:5]}")
+        except Exception as err:  # zarr raises several types for a broken group
+            raise StoreError(
+                f"{self.path}: the store written at {self.tmp} cannot be opened again ({err});"
+                " not renamed into place"
+            ) from err
+        if problems:
+            raise StoreError(
+                f"{self.path}: the store written at {self.tmp} is not whole: "
+                f"{'; '.join(problems)}; not renamed into place"
+            )
+
+
+def _chunk_keys(array) -> Iterator[tuple[tuple[int, ...], str]]:
+    """(chunk coordinates, key relative to the array's folder) of every chunk."""
+    for coords in itertools.product(*(range(n) for n in array.cdata_shape)):
+        yield coords, array.metadata.encode_chunk_key(coords)
+
+
+def missing_chunks(store: Path, name: str, array) -> list[tuple[int, ...]]:
+    """The chunks of array ``name`` with no file in the store folder ``store`` (zarr
+    reads a missing chunk as the fill value)."""
+    folder = Path(store) / name
+    return [coords for coords, key in _chunk_keys(array) if not (folder / key).is_file()]
 
 
 class ActivationStore:
-    """Read access to a finished store, by layer or by blocks of neurons."""
+    """Read access to a finished store, by layer or by blocks of neurons. Opening it
+    checks that every chunk is there; every read checks the chunks' checksums."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -236,6 +334,62 @@ class ActivationStore:
         self.items: list[str] = list(self.attrs["items"])
         self.layers: list[str] = list(self.attrs["layers"])
         self.widths: list[int] = [int(w) for w in self.attrs["widths"]]
+        names = [*self.layers, "language", "item"]
+        if self.has_activity:
+            names += [f"{ACTIVE_GROUP}/{name}" for name in self.layers] + ["n_tokens"]
+        self.checksums = True
+        self._arrays = {}
+        for name in names:
+            try:
+                array = self._arrays[name] = self.group[name]
+            except KeyError:
+                raise StoreError(self._damaged(name, None, "the array is missing")) from None
+            missing = missing_chunks(self.path, name, array)
+            if missing:
+                raise StoreError(self._damaged(name, missing[0], "the chunk's file is missing"))
+            codecs = [getattr(c, "to_dict", dict)().get("name") for c in array.metadata.codecs]
+            self.checksums &= CHECKSUM in codecs
+        if not self.checksums:
+            log.warning(
+                "%s: no chunk checksums (written before stores had them): damage shows only"
+                " when a chunk fails to decompress. Delete the store and extract it again"
+                " to add them.",
+                self.path,
+            )
+
+    def _damaged(self, name: str, chunk: tuple[int, ...] | None, why: str) -> str:
+        """The message for damage found in array ``name``, after moving the store aside
+        so that it is no longer taken for an up-to-date output."""
+        where = f"array '{name}'" + (f", chunk {chunk}" if chunk is not None else "")
+        try:
+            aside = f"it has been moved aside to {set_aside(self.path)}"
+        except OSError as err:
+            aside = f"it could not be moved aside ({err})"
+        return (
+            f"{self.path}: {where}: {why.rstrip('.')}. {REMEDY}: {aside}, so that the next"
+            " run of the workflow extracts it again (and removes the damaged copy)."
+        )
+
+    def _read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
+        """``self.group[name][selection]``; damage is named, chunk by chunk."""
+        array = self._arrays[name]
+        try:
+            data = array[selection]
+        except Exception:  # a checksum (ValueError) or decompression error: which chunk?
+            for coords, _ in _chunk_keys(array):
+                if not _overlaps(array, coords, selection):
+                    continue
+                try:
+                    array.get_block_selection(coords)
+                except Exception as chunk_err:  # as above, for this chunk alone
+                    raise StoreError(self._damaged(name, coords, str(chunk_err))) from chunk_err
+            raise
+        if not self.path.exists():  # moved aside meanwhile: the read may hold fill values
+            raise StoreError(
+                f"{self.path}: the store was moved aside while it was read (another job found"
+                f" it damaged). {REMEDY}."
+            )
+        return data
 
     @property
     def has_activity(self) -> bool:
@@ -254,7 +408,7 @@ class ActivationStore:
     def n_tokens(self) -> np.ndarray:
         """Real tokens per sample, int64."""
         self.require_activity()
-        return np.asarray(self.group["n_tokens"][:], dtype=np.int64)
+        return np.asarray(self._read("n_tokens", (slice(None),)), dtype=np.int64)
 
     @property
     def n_samples(self) -> int:
@@ -271,23 +425,31 @@ class ActivationStore:
         (samples, ≤ block_width), layer by layer, so peak memory grows with
         samples × block width, not with the total neuron count."""
         for index, name in enumerate(self.layers):
-            array = self.group[name]
             width = self.widths[index]
             for start in range(0, width, block_width):
                 stop = min(start + block_width, width)
-                yield index, start, np.asarray(array[:, start:stop], dtype=dtype)
+                block = self._read(name, (slice(None), slice(start, stop)))
+                yield index, start, np.asarray(block, dtype=dtype)
 
     def iter_active_blocks(
         self, block_width: int = COL_CHUNK
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """Like ``iter_blocks``, over the activity counts (int32): ``(layer, first, block)``."""
         self.require_activity()
-        group = self.group[ACTIVE_GROUP]
         for index, name in enumerate(self.layers):
-            array = group[name]
             for start in range(0, self.widths[index], block_width):
                 stop = min(start + block_width, self.widths[index])
-                yield index, start, np.asarray(array[:, start:stop])
+                block = self._read(f"{ACTIVE_GROUP}/{name}", (slice(None), slice(start, stop)))
+                yield index, start, np.asarray(block)
+
+
+def _overlaps(array, coords: tuple[int, ...], selection: tuple[slice, ...]) -> bool:
+    """Whether chunk ``coords`` of ``array`` holds any element of ``selection``."""
+    for c, size, extent, part in zip(coords, array.chunks, array.shape, selection):
+        start, stop, _ = part.indices(extent)
+        if c * size >= stop or (c + 1) * size <= start:
+            return False
+    return True
 
 
 #: What ``language_statistics`` computes over a language's samples.
