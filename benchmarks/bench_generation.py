@@ -164,6 +164,22 @@ def main(argv=None) -> dict:
         name: len(pool) / statistics.median(t) for name, t in label_times.items()
     }
 
+    results["figures"] = {
+        "sampled_generation_hooked_vs_bare": {
+            "ratio": results["hooked_vs_bare"]["ratio"],
+            "label": "sampled generation inside a 5% deactivation (NucleusSampler) / the "
+            "library's own sampling with no hook, same batches (throughput; goal >= 0.95)",
+        },
+        "sampled_generation_hooked_vs_unhooked": {
+            "ratio": results["hooked_vs_unhooked"]["ratio"],
+            "label": "the same sampling with / without the deactivation hook (throughput)",
+        },
+        "labelling_texts_per_second": {
+            "value": results["labelling_texts_per_s"]["label"],
+            "label": "Identifier.label (unknown rules, lid.176, py3langid), texts/s on one "
+            "core; not a ratio",
+        },
+    }
     print("\n=== sampled generation ===")
     for name, value in results["median_s"].items():
         print(f"  {name:9s} {value:.2f} s (median over {args.repeats} rounds)")
