@@ -117,6 +117,15 @@ def test_generation_prompts_cover_every_language(demo):
     fails(demo, "analysis.generation.prompts.en")
 
 
+def test_sampled_methods_are_methods_that_run(demo):
+    assert load_config(copy.deepcopy(demo)).analysis["generation"]["methods"] is None
+    demo["analysis"]["key_neuron_methods"] = ["zscore", "lape"]
+    demo["analysis"]["generation"] = {"methods": ["lape"]}
+    assert load_config(copy.deepcopy(demo)).analysis["generation"]["methods"] == ["lape"]
+    demo["analysis"]["generation"] = {"methods": ["zscore", "ap"]}
+    fails(demo, "analysis.generation.methods: ['ap'] not in analysis.key_neuron_methods")
+
+
 def test_model_needs_exactly_one_source(demo):
     demo["models"]["real"] = {"hub_id": "bigscience/bloom-560m", "path": "/models/bloom"}
     fails(demo, "models.real", "exactly one of 'hub_id', 'path' or 'toy'")

@@ -303,3 +303,17 @@ def test_sampled_records_carry_their_batch_seed(tokenizer):
     assert [r["continuation_ids"] for r in records[:3]] == [
         r["continuation_ids"] for r in records[3:]
     ]
+
+
+def test_rows_beyond_the_candidates_draw_what_the_whole_sort_draws():
+    """A batch mixing peaked rows (nucleus within the candidates) and flat ones (beyond
+    them): the same seed draws the same tokens as a sampler whose candidates are the
+    whole vocabulary, row by row."""
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(6, 300, generator=generator)
+    logits[::2] *= 8.0  # rows 0, 2, 4 peaked; 1, 3, 5 flat
+    sampling = Sampling(temperature=0.8, top_p=0.9)
+    few = NucleusSampler(sampling, seed=4, candidates=16)
+    whole = NucleusSampler(sampling, seed=4, candidates=300)
+    for _ in range(200):
+        assert torch.equal(few(None, logits), whole(None, logits))

@@ -92,6 +92,7 @@ def run(workdir, *args, timeout=900):
 def test_a_fourth_method_runs_through_the_workflow_from_its_registry_entry(tmp_path):
     config = tiny_config()
     config["analysis"]["key_neuron_methods"] = ["zscore", "lape", "ap", "dummy"]
+    config["analysis"]["generation"]["methods"] = ["zscore", "dummy"]  # sampled: these two
     model = config["models"]["toy-bloom"]
     model["checkpoints"] = {"step-6": model["checkpoints"]["step-6"]}  # one is enough here
     workdir = copy_workflow(tmp_path / "wf", config)
@@ -108,6 +109,8 @@ def test_a_fourth_method_runs_through_the_workflow_from_its_registry_entry(tmp_p
     overlap = pd.read_csv(checkpoint / "methods" / "overlap.csv")
     pairs = set(zip(overlap.method_a, overlap.method_b))
     assert {("zscore", "dummy"), ("lape", "dummy"), ("ap", "dummy")} <= pairs
+    sampled = pd.read_csv(checkpoint / "language_of_generations.csv")
+    assert sampled["method"].unique().tolist() == ["none", "zscore", "dummy"]
     summary = pd.read_csv(workdir / "results" / "summary" / "methods.csv")
     assert summary["method"].unique().tolist() == ["zscore", "lape", "ap", "dummy"]
     # the captions name the configured methods, whatever they are

@@ -348,6 +348,14 @@ def normalise(config: dict[str, Any]) -> Config:
         except ValueError as err:
             raise ConfigError(f"data.xstorycloze.languages.{i}: {err}") from None
     _check_steering(config)
+    sampled = config["analysis"]["generation"]["methods"]
+    absent = [m for m in sampled or [] if m not in config["analysis"]["key_neuron_methods"]]
+    if absent:
+        raise ConfigError(
+            f"analysis.generation.methods: {absent} not in analysis.key_neuron_methods "
+            f"({', '.join(config['analysis']['key_neuron_methods'])}): only the regions of a "
+            "method that runs can be deactivated"
+        )
     prompts = config["analysis"]["generation"]["prompts"]
     if prompts is not None:
         absent = [lang for lang in config["languages"] if lang not in prompts]

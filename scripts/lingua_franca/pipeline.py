@@ -209,8 +209,9 @@ def ablate(
     ``methods_<file>``, lists in the order of ``methods`` (docs/method.md §9). With
     ``bootstrap`` (analysis.bootstrap) each increase gets its interval
     (docs/method.md §10). With ``sampling`` (analysis.generation: samples, temperature,
-    top_p, seed, batch_size) the prompts' ``samples`` are continued by sampling under
-    every condition of every method and their languages identified: the named outputs
+    top_p, seed, batch_size, methods) the prompts' ``samples`` are continued by sampling
+    under every condition of every method (or of ``methods``) and their languages
+    identified: the named outputs
     ``language_<file>`` (docs/method.md §11). With ``steering`` (analysis.steering, for
     a steered model) and ``store_path`` (the activation store, for the per-language
     statistics), every method's regions are forced towards each target language: the
@@ -299,6 +300,8 @@ def ablate(
 
     if samples:
         regions = {PAPER_METHOD: result.regions} | {n: r.regions for n, r in further.items()}
+        if sampling.get("methods"):  # analysis.generation.methods: a subset
+            regions = {n: r for n, r in regions.items() if n in sampling["methods"]}
         languages_of = language.run(
             model,
             tokenizer,
