@@ -56,7 +56,19 @@ def greedy(
     the call: nothing but the argmax chooses a token, and an empty end-of-sequence
     list never stops a row.
     """
-    from transformers import GenerationConfig
+    return _neutral_generate(model, prompts, max_new_tokens, pad_id)
+
+
+def _neutral_generate(
+    model: nn.Module,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    processors: Sequence = (),
+) -> list[list[int]]:
+    """``generate`` under a neutral greedy config (see :func:`greedy`), with the
+    extra logits ``processors``; exactly ``max_new_tokens`` new ids per prompt."""
+    from transformers import GenerationConfig, LogitsProcessorList
 
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
@@ -77,6 +89,7 @@ def greedy(
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
             generation_config=neutral,
+            logits_processor=LogitsProcessorList(processors),
         )
     finally:
         model.generation_config = saved
@@ -172,37 +185,8 @@ def sample(
     As in :func:`greedy`, a neutral generation config stands in for the model's (no
     top-k, repetition penalty or banned n-grams): nothing but temperature and top-p
     shapes the distribution.  The caller's random state is not touched."""
-    from transformers import GenerationConfig, LogitsProcessorList
-
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    device = model.get_input_embeddings().weight.device
-    input_ids, mask = left_pad(prompts, pad_id)
-    neutral = GenerationConfig(
-        do_sample=False,
-        num_beams=1,
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=None,
-        eos_token_id=[],
-        pad_token_id=pad_id,
-    )
-    saved = model.generation_config
-    model.generation_config = neutral
-    try:
-        out = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=mask.to(device),
-            generation_config=neutral,
-            logits_processor=LogitsProcessorList([NucleusSampler(sampling, seed, suppress)]),
-        )
-    finally:
-        model.generation_config = saved
-    new = out[:, input_ids.shape[1] :].tolist()
-    if any(len(row) != max_new_tokens for row in new):
-        raise RuntimeError(
-            f"generation stopped early: {[len(r) for r in new]} new tokens, {max_new_tokens} asked"
-        )
-    return new
+    sampler = NucleusSampler(sampling, seed, suppress)
+    return _neutral_generate(model, prompts, max_new_tokens, pad_id, [sampler])
 
 
 def first_eos(ids: Sequence[int], eos_id: int | None) -> int | None:
