@@ -118,7 +118,9 @@ def test_generation_prompts_cover_every_language(demo):
 
 
 def test_sampled_methods_are_methods_that_run(demo):
-    assert load_config(copy.deepcopy(demo)).analysis["generation"]["methods"] is None
+    assert load_config(copy.deepcopy(demo)).analysis["generation"]["methods"] == ["zscore"]
+    del demo["analysis"]["generation"]["methods"]
+    assert load_config(copy.deepcopy(demo)).analysis["generation"]["methods"] is None  # every one
     demo["analysis"]["key_neuron_methods"] = ["zscore", "lape"]
     demo["analysis"]["generation"] = {"methods": ["lape"]}
     assert load_config(copy.deepcopy(demo)).analysis["generation"]["methods"] == ["lape"]
@@ -294,6 +296,7 @@ def test_ap_settings_default_and_range(demo):
 def test_key_neuron_methods(demo):
     """z-scores and LAPE by default; the paper's z-scores always (docs/method.md §9)."""
     del demo["analysis"]["key_neuron_methods"]
+    demo["analysis"].get("generation", {}).pop("methods", None)  # sampled: all that run
     default = load_config(copy.deepcopy(demo)).analysis["key_neuron_methods"]
     assert default[0] == "zscore" and "lape" in default
     demo["analysis"]["key_neuron_methods"] = ["zscore"]
