@@ -308,7 +308,9 @@ def summary_outputs(pattern):
         + language_summary_names(
             config_grid(CFG), CFG.analysis["generation"]["samples"]
         )
-        + steering_summary_names(config_grid(CFG), STEERING)
+        + steering_summary_names(
+            [g for g in config_grid(CFG) if CFG.steered(g[0])], STEERING
+        )
     )
     for name in names + [SUMMARY_PAGE, PROVENANCE]:
         stem = Path(name).stem

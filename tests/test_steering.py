@@ -2,6 +2,7 @@
 against a direct computation, the conditions as values, the config's checks. The
 whole harness on a model where the answer is known: tests/test_planted.py."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,25 @@ def test_steered_models_must_exist_and_prompts_suffice(demo):
     assert cfg.steered("toy-bloom-m") and cfg.steered("toy-llama-s")  # models: null
     demo["analysis"]["steering"] = {"enabled": False, "samples": 100}
     assert not load_config(demo).steered("toy-bloom-m")
+
+
+def test_the_summary_draws_only_the_families_that_were_steered(tmp_path):
+    """An unsteered checkpoint's steering.json says so; its family gets no figure."""
+    from lingua_franca.steering import steering_summary_names, write_steering_summary
+
+    records = []
+    for model, family, doc in (
+        ("big", "fam-a", {"settings": {"samples": 30}, "methods": {}}),
+        ("other", "fam-b", {"steered": False}),
+    ):
+        path = tmp_path / f"{model}.json"
+        path.write_text(json.dumps({**doc, "source": {"model": model, "checkpoint": "step-1"}}))
+        records.append(
+            {"model": model, "family": family, "checkpoint": "step-1", "step": 1, "steering": path}
+        )
+    names = steering_summary_names([("big", "fam-a", "step-1")], True)
+    assert names == ["steering.csv", "steering_evolution_fam-a.png"]
+    out = write_steering_summary(records, {n: tmp_path / "out" / n for n in names}, True)
+    assert sorted(p.name for p in out.values()) == sorted(names)
+    assert (tmp_path / "out" / "steering_evolution_fam-a.png").exists()
+    assert not (tmp_path / "out" / "steering_evolution_fam-b.png").exists()

@@ -509,8 +509,9 @@ STEERING_SERIES = (
 
 
 def steering_summary_names(grid, enabled: bool) -> list[str]:
-    """The summary files of steering for ``grid`` = (model, family, checkpoint)
-    triples: none when it is off."""
+    """The summary files of steering for ``grid`` = the steered (model, family,
+    checkpoint) triples: the table and a figure per family that has one; none when
+    steering is off."""
     from lingua_franca.aggregate import file_stem
 
     if not enabled:
@@ -559,11 +560,14 @@ def write_steering_summary(
 ):
     """``steering.csv`` across the grid (``records``: each checkpoint's identity with
     ``steering``, its steering.json; an unsteered checkpoint has no rows) and one
-    figure per family: the pooled target shares against training step."""
+    figure per family with a steered model: the pooled target shares against training
+    step."""
     from lingua_franca.aggregate import file_stem, grid_of, read_result
     from lingua_franca.plots.language import plot_language_evolution
 
-    names = steering_summary_names(grid_of(records), enabled)
+    docs = [read_result(r["steering"], r) for r in records] if enabled else []
+    steered = [(r, doc) for r, doc in zip(records, docs) if doc.get("steered", True)]
+    names = steering_summary_names(grid_of([r for r, _ in steered]), enabled)
     absent = [name for name in names if name not in paths]
     if absent:
         raise ValueError(f"no path given for summary files {absent}")
@@ -572,10 +576,9 @@ def write_steering_summary(
         path.parent.mkdir(parents=True, exist_ok=True)
     if not names:
         return out
-    rows = [row for r in records for row in summary_rows(r, read_result(r["steering"], r))]
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([row for r, doc in steered for row in summary_rows(r, doc)])
     table.to_csv(out[SUMMARY_TABLE], index=False)
-    for family in dict.fromkeys(r["family"] for r in records):
+    for family in dict.fromkeys(r["family"] for r, _ in steered):
         mine = table[table["family"] == family] if not table.empty else table
         if not mine.empty:
             mine = mine.assign(method=mine["method"] + ", " + mine["source"])
