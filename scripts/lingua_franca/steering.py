@@ -581,7 +581,7 @@ def write_steering_summary(
     for family in dict.fromkeys(r["family"] for r, _ in steered):
         mine = table[table["family"] == family] if not table.empty else table
         if not mine.empty:
-            mine = mine.assign(method=mine["method"] + ", " + mine["source"])
+            mine = mine.assign(method=mine["method"] + " regions, " + mine["source"])
         plot_language_evolution(
             mine,
             out[f"{SUMMARY_FIGURE}_{file_stem(family)}.png"],
@@ -590,5 +590,6 @@ def write_steering_summary(
             column="target_share",
             ylabel="share in the target language",
             what="steering, the target's share pooled over targets",
+            panel="{}",
         )
     return out

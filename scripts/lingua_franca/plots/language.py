@@ -193,12 +193,14 @@ def plot_language_evolution(
     column: str = "retention",
     ylabel: str = "retention (share in the prompt's language)",
     what: str = "the language of sampled continuations",
+    panel: str = "{} regions",
 ) -> None:
     """Across checkpoints (``x`` = step) or scales (``x`` = parameters) of a family: one
     panel per key-neuron method (``method``), one line style per model, and one line
     per ``series`` (key, name, colour): ``<column>_<key>`` with its interval
     (``_lo``, ``_hi``). By default retention under the full model, own deactivation,
-    the other languages' deactivations and the random baseline."""
+    the other languages' deactivations and the random baseline. ``panel``: each panel's
+    title, from its method."""
     if rows.empty:
         _empty(path, family, f"no data: {what}")
         return
@@ -236,7 +238,7 @@ def plot_language_evolution(
             ax.set_xscale("log")
         ax.set_xlabel("training step" if x == "step" else "parameters")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{method} regions", fontsize="medium")
+        ax.set_title(panel.format(method), fontsize="medium")
     axes[0].set_ylabel(ylabel)
     legend = axes[-1].legend(fontsize="x-small", loc="lower left")
     if len(models) > 1:  # which line is which model

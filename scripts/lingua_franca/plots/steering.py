@@ -135,6 +135,7 @@ def plot_sizes(cells: pd.DataFrame, path: str | os.PathLike, title: str = "") ->
         ax.set_title(f"{method} regions", fontsize="medium")
     axes[0].set_ylabel("share in the target language (mean over targets)")
     axes[-1].legend(fontsize="x-small", loc="best")
+    fig.subplots_adjust(top=0.8)  # room for the two-line title above the panels' own
     fig.suptitle(
         f"{title}\nsteering against the region's size; band: the targets' range", fontsize="small"
     )
