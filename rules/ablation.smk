@@ -112,7 +112,7 @@ rule ablate_key_neurons:
         MODEL_WORK
     conda:
         ENV
-    threads: 2
+    threads: MODEL_THREADS
     resources:
         mem_mb=model_mem_mb,
         runtime=model_runtime,

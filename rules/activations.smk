@@ -14,7 +14,7 @@ rule extract_activations:
         MODEL_WORK
     conda:
         ENV
-    threads: 2
+    threads: MODEL_THREADS
     resources:
         mem_mb=model_mem_mb,
         runtime=model_runtime,

@@ -53,6 +53,8 @@ LANGUAGES = CFG.languages
 TOY_MODELS = [m.name for m in CFG.toy_models]
 ENV = "../envs/lingua-franca.yaml"
 ON_GPU = CFG.analysis["device"].startswith("cuda")
+# CPU threads of each job that loads a model (analysis.threads)
+MODEL_THREADS = CFG.analysis["threads"]
 # the key-neuron methods besides the paper's z-scores (computed in the metrics pass):
 # each has its own selection job and its own folder methods/<name>/ (rules/methods.smk)
 FURTHER_METHODS = further_methods(CFG.analysis["key_neuron_methods"])

@@ -19,7 +19,7 @@ rule evaluate_xstorycloze:
         MODEL_WORK
     conda:
         ENV
-    threads: 2
+    threads: MODEL_THREADS
     resources:
         mem_mb=model_mem_mb,
         runtime=model_runtime,

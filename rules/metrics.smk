@@ -34,7 +34,7 @@ rule compute_metrics:
         MODEL_WORK
     conda:
         ENV
-    threads: 2 if BOOTSTRAP else 1
+    threads: MODEL_THREADS if BOOTSTRAP else 1
     resources:
         mem_mb=4000,
         runtime=60,

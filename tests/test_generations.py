@@ -20,10 +20,12 @@ from helpers import (
 )
 from lingua_franca.activations import tokenize
 from lingua_franca.corpora import CorpusError, choose_prompts
+from lingua_franca.interventions import Intervention, intervene, intervene_rows
 from lingua_franca.generations import (
     NucleusSampler,
     Sampling,
     generate_all,
+    generate_cells,
     greedy,
     left_pad,
     sample,
@@ -317,3 +319,46 @@ def test_rows_beyond_the_candidates_draw_what_the_whole_sort_draws():
     whole = NucleusSampler(sampling, seed=4, candidates=300)
     for _ in range(200):
         assert torch.equal(few(None, logits), whole(None, logits))
+
+
+@pytest.mark.parametrize("sampling", [None, Sampling(seed=3)], ids=["greedy", "sampled"])
+def test_cells_sharing_batches_continue_as_each_would_alone(tokenizer, sampling):
+    """generate_cells packs cells under different conditions into shared batches; each
+    cell's continuations (and seeds) are generate_all's for that cell alone, with its
+    chunks and random numbers, whatever it shares a batch with."""
+    model = tiny_model("llama")
+    prompts = [{"item": str(i), "text": t} for i, t in enumerate(PROMPTS)]
+    start = [{"item": None, "text": "", "ids": [tokenizer.eos_token_id]}] * 5
+    conditions = [
+        (),
+        (Intervention({0: [1, 2, 3]}, "set", {0: [4.0, -4.0, 4.0]}),),
+        (Intervention({1: [0, 5]}),),
+        (Intervention({0: [7]}, "add", {0: [6.0]}, alpha=2.0),),
+    ]
+    cells = [(c, ps) for c in conditions for ps in (prompts, start)]
+    made = generate_cells(
+        model,
+        tokenizer,
+        cells,
+        12,
+        4,  # chunks of 4 and 1: one piece of 4 to a batch, four of 1
+        lambda conditions, rows: intervene_rows(model, conditions, rows),
+        sampling=sampling,
+    )
+    for (condition, ps), records in zip(cells, made):
+        alone = generate_all(
+            model,
+            tokenizer,
+            [("c", condition)],
+            {"x": ps},
+            12,
+            4,
+            lambda interventions: intervene(model, interventions),
+            sampling=sampling,
+        )
+        for r in alone:
+            del r["condition"], r["language"]
+        assert records == alone
+    ids = [[r["continuation_ids"] for r in records] for records in made]
+    assert ids[0] != ids[2] and ids[1] != ids[3]  # the conditions did something
+    assert all_hooks(model) == 0

@@ -10,7 +10,13 @@ import torch
 from helpers import ARCHS, HAND, HIDDEN, all_hooks, batch, linear, mlp_inputs, tiny_model
 from lingua_franca import architectures
 from lingua_franca.architectures import NeuronModuleError, find_neurons
-from lingua_franca.interventions import Intervention, intervene, random_like, zero_neurons
+from lingua_franca.interventions import (
+    Intervention,
+    intervene,
+    intervene_rows,
+    random_like,
+    zero_neurons,
+)
 from lingua_franca.store import language_statistics
 from torch import nn
 
@@ -101,6 +107,51 @@ def test_setting_to_zero_is_zeroing(arch):
         full = model(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(set_zero, zeroed, rtol=0, atol=1e-6)
     assert torch.equal(added_zero, full)
+    assert all_hooks(model) == 0
+
+
+def row_conditions():
+    values = values_for(NEURONS)
+    return [
+        [Intervention(NEURONS, "set", values)],
+        [Intervention(NEURONS, "add", values, alpha=1.5), Intervention({1: [2]})],
+        [],
+        [Intervention({0: [4, 5]}, "set", {0: [0.5, -1.0]}), Intervention({0: [5]}, "add", {0: [2.0]})],
+    ]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_row_gets_its_own_condition(arch):
+    """intervene_rows on a batch equals, row for row and bit for bit, the same batch
+    under intervene with that row's condition alone."""
+    model = tiny_model(arch)
+    ids, mask = batch(lengths=(6, 4, 5, 2, 6))
+    conditions = row_conditions()
+    rows = [1, 0, 3, 2, 1]
+    with torch.no_grad():
+        with intervene_rows(model, conditions, rows):
+            mixed = model(input_ids=ids, attention_mask=mask).logits
+        for i, c in enumerate(rows):
+            with intervene(model, conditions[c]):
+                alone = model(input_ids=ids, attention_mask=mask).logits
+            assert torch.equal(mixed[i], alone[i]), (arch, i)
+        full = model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(mixed[3], full[3]) and not torch.allclose(mixed[0], full[0])
+    assert all_hooks(model) == 0
+
+
+def test_row_conditions_must_match_the_batch():
+    model = tiny_model("llama")
+    ids, mask = batch(lengths=(6, 4, 5))
+    with pytest.raises(ValueError, match="a batch of 3 rows, but conditions were given for 2"):
+        with torch.no_grad(), intervene_rows(model, row_conditions(), [0, 1]):
+            model(input_ids=ids, attention_mask=mask)
+    with pytest.raises(IndexError, match=r"row conditions \[0, 4\] of 4"):
+        with intervene_rows(model, row_conditions(), [0, 4, 0]):
+            pass
+    with pytest.raises(IndexError, match="layer 2 out of range"):
+        with intervene_rows(model, [[Intervention({2: [0]})]], [0]):
+            pass
     assert all_hooks(model) == 0
 
 

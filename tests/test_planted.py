@@ -30,7 +30,7 @@ from lingua_franca import ap, steering
 from lingua_franca.ablation import regions_by_language
 from lingua_franca.activations import extract_to_store, tokenize
 from lingua_franca.generations import Sampling, greedy
-from lingua_franca.interventions import Intervention, intervene, random_like
+from lingua_franca.interventions import Intervention, intervene, intervene_rows, random_like
 from lingua_franca.store import ActivationStore, language_statistics
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -240,7 +240,7 @@ def test_the_steering_experiment_finds_what_was_planted(planted):
         max_new_tokens=8,
         batch_size=8,
         sampling=Sampling(temperature=0.8, top_p=0.9, seed=0),
-        apply=lambda interventions: intervene(model, interventions),
+        apply_rows=lambda conditions, rows: intervene_rows(model, conditions, rows),
         identifier=SetIdentifier(),
         progress=False,
     )

@@ -128,13 +128,24 @@ class NucleusSampler:
     whose candidates hold less than ``top_p`` sort the whole vocabulary (3% of the
     demo's rows; sorting every row at every step took 45% of its sampling time).  The
     kept set is the same, because a token outside the top ``candidates`` has at least
-    their mass before it."""
+    their mass before it.
+
+    At each step the generator draws one uniform number per row, in row order; with
+    ``slots`` (one per row) it draws ``max(slots) + 1`` and row i takes the
+    ``slots[i]``-th, so rows of different cells packed into one batch
+    (:func:`generate_cells`) draw what each would draw in a batch of its own."""
 
     def __init__(
-        self, sampling: Sampling, seed: int, suppress: Sequence[int] = (), candidates: int = 256
+        self,
+        sampling: Sampling,
+        seed: int,
+        suppress: Sequence[int] = (),
+        candidates: int = 256,
+        slots: Sequence[int] | None = None,
     ):
         self.sampling, self.suppress, self.candidates = sampling, list(suppress), candidates
         self.seed, self.generator = seed, None
+        self.slots = None if slots is None else torch.as_tensor(slots, dtype=torch.long)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.generator is None:
@@ -145,7 +156,10 @@ class NucleusSampler:
         probs = torch.softmax(logits, dim=-1)
         # one uniform number per row, drawn before the rows are split, so the draws do
         # not depend on which rows needed the whole sort
-        u = torch.rand(len(probs), 1, generator=self.generator, device=probs.device)
+        drawn = len(probs) if self.slots is None else int(self.slots.max()) + 1
+        u = torch.rand(drawn, 1, generator=self.generator, device=probs.device)
+        if self.slots is not None:
+            u = u[self.slots.to(u.device)]
         k = min(self.candidates, probs.shape[-1])
         top, index = torch.topk(probs, k, dim=-1)  # descending
         chosen = self._draw(top, index, u)
@@ -177,15 +191,16 @@ def sample(
     sampling: Sampling,
     seed: int,
     suppress: Sequence[int] = (),
+    slots: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """Exactly ``max_new_tokens`` sampled token ids after each prompt (a batch), from
-    ``seed`` (:class:`NucleusSampler`); the tokens of ``suppress`` (end-of-sequence)
-    are never drawn.
+    ``seed`` and ``slots`` (:class:`NucleusSampler`); the tokens of ``suppress``
+    (end-of-sequence) are never drawn.
 
     As in :func:`greedy`, a neutral generation config stands in for the model's (no
     top-k, repetition penalty or banned n-grams): nothing but temperature and top-p
     shapes the distribution.  The caller's random state is not touched."""
-    sampler = NucleusSampler(sampling, seed, suppress)
+    sampler = NucleusSampler(sampling, seed, suppress, slots=slots)
     return _neutral_generate(model, prompts, max_new_tokens, pad_id, [sampler])
 
 
@@ -220,12 +235,7 @@ def generate_all(
     flat = [(lang, i, p) for lang, some in prompts.items() for i, p in enumerate(some)]
     if not flat:
         return []
-    texts = [p["text"] for _, _, p in flat if "ids" not in p]
-    tokenized = iter(tokenize(tokenizer, texts) if texts else [])
-    ids = [list(p["ids"]) if "ids" in p else next(tokenized) for _, _, p in flat]
-    for (lang, i, _), x in zip(flat, ids):
-        if not x:
-            raise ValueError(f"prompt {i} of language {lang!r} has no tokens")
+    ids = _prompt_ids(tokenizer, [(f"language {lang!r}", i, p) for lang, i, p in flat])
     eos = tokenizer.eos_token_id
     pad = next((t for t in (tokenizer.pad_token_id, eos) if t is not None), 0)
     suppress = [eos] if eos is not None else []
@@ -244,21 +254,107 @@ def generate_all(
                 if progress is not None:
                     progress.update(len(ids[start : start + batch_size]))
         for j, ((lang, i, prompt), new) in enumerate(zip(flat, outputs)):
+            seed = seeds[j] if sampling is not None else None
             records.append(
-                {
-                    "condition": name,
-                    "language": lang,
-                    "prompt_index": i,
-                    "item": prompt.get("item"),
-                    "prompt": prompt["text"],
-                    "continuation": tokenizer.decode(new, skip_special_tokens=False),
-                    "continuation_ids": new,
-                    "new_tokens": len(new),
-                    "first_eos": first_eos(new, eos),
-                    **({"seed": seeds[j]} if sampling is not None else {}),
-                }
+                {"condition": name, "language": lang} | _record(tokenizer, i, prompt, new, seed)
             )
     return records
+
+
+def _record(tokenizer, index: int, prompt: Mapping, new: list[int], seed: int | None) -> dict:
+    """One continuation's record (see :func:`generate_all`)."""
+    return {
+        "prompt_index": index,
+        "item": prompt.get("item"),
+        "prompt": prompt["text"],
+        "continuation": tokenizer.decode(new, skip_special_tokens=False),
+        "continuation_ids": new,
+        "new_tokens": len(new),
+        "first_eos": first_eos(new, tokenizer.eos_token_id),
+        **({"seed": seed} if seed is not None else {}),
+    }
+
+
+def _prompt_ids(tokenizer, prompts: Sequence[tuple[str, int, Mapping]]) -> list[list[int]]:
+    """Each prompt's token ids: its ``ids``, or its text tokenized (all in one call)."""
+    texts = [p["text"] for _, _, p in prompts if "ids" not in p]
+    tokenized = iter(tokenize(tokenizer, texts) if texts else [])
+    ids = [list(p["ids"]) if "ids" in p else next(tokenized) for _, _, p in prompts]
+    for (where, i, _), x in zip(prompts, ids):
+        if not x:
+            raise ValueError(f"prompt {i} of {where} has no tokens")
+    return ids
+
+
+def generate_cells(
+    model: nn.Module,
+    tokenizer,
+    cells: Sequence[tuple[object, Sequence[Mapping]]],
+    max_new_tokens: int,
+    batch_size: int,
+    apply_rows,
+    progress=None,
+    sampling: Sampling | None = None,
+) -> list[list[dict]]:
+    """Continue every cell's prompts under its own condition, several cells to a batch:
+    for each cell (``(condition, prompts)``, prompts as :func:`generate_all` takes them)
+    the list of its records, as :func:`generate_all` makes them (without ``condition``
+    and ``language``).  ``apply_rows(conditions, rows)`` is the context manager that
+    applies ``conditions[rows[i]]`` to row i of the batch
+    (``interventions.intervene_rows``).
+
+    A cell's prompt r is in its chunk ``r // batch_size`` and draws, with ``sampling``,
+    what :func:`generate_all` draws for it in that chunk: the seed ``sampling.seed +
+    chunk``, and at each step the ``r mod batch_size``-th of the batch's uniform
+    numbers (:class:`NucleusSampler` ``slots``).  Pieces of the same chunk and size
+    share batches of at most ``batch_size`` rows, in the order given; so every cell
+    draws the same random numbers, whichever cells share its batches."""
+    ids = _prompt_ids(
+        tokenizer, [(f"cell {k}", i, p) for k, (_, ps) in enumerate(cells) for i, p in enumerate(ps)]
+    )
+    starts = [0]
+    for _, prompts in cells:
+        starts.append(starts[-1] + len(prompts))
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for k, (_, prompts) in enumerate(cells):
+        for chunk, first in enumerate(range(0, len(prompts), batch_size)):
+            last = min(first + batch_size, len(prompts))
+            groups.setdefault((chunk, last - first), []).append((k, first, last))
+    eos = tokenizer.eos_token_id
+    pad = next((t for t in (tokenizer.pad_token_id, eos) if t is not None), 0)
+    suppress = [eos] if eos is not None else []
+    new: dict[int, dict[int, list[int]]] = {k: {} for k in range(len(cells))}
+    for (chunk, size), pieces in groups.items():
+        per_batch = max(1, batch_size // size)
+        for at in range(0, len(pieces), per_batch):
+            batch = pieces[at : at + per_batch]
+            rows = [j for j, (k, first, last) in enumerate(batch) for _ in range(first, last)]
+            prompts = [ids[starts[k] + r] for k, first, last in batch for r in range(first, last)]
+            with apply_rows([cells[k][0] for k, _, _ in batch], rows):
+                if sampling is None:
+                    out = greedy(model, prompts, max_new_tokens, pad)
+                else:
+                    slots = [r - first for _, first, last in batch for r in range(first, last)]
+                    seed = sampling.seed + chunk
+                    out = sample(model, prompts, max_new_tokens, pad, sampling, seed, suppress, slots)
+            it = iter(out)
+            for k, first, last in batch:
+                new[k].update({r: next(it) for r in range(first, last)})
+            if progress is not None:
+                progress.update(len(prompts))
+    return [
+        [
+            _record(
+                tokenizer,
+                r,
+                prompt,
+                new[k][r],
+                None if sampling is None else sampling.seed + r // batch_size,
+            )
+            for r, prompt in enumerate(prompts)
+        ]
+        for k, (_, prompts) in enumerate(cells)
+    ]
 
 
 # ------------------------------------------------------------------ the table

@@ -15,7 +15,9 @@ operation on them, applied at every position of every forward pass:
 :mod:`lingua_franca.architectures` (the hook point extraction reads), for every
 architecture the project supports; the empty list is the full model.  Leaving the
 block removes every hook, also after an exception, so the weights never change.
-:func:`zero_neurons` is the zero case, as the ablation calls it.
+:func:`intervene_rows` gives each row of a batch its own list, so that several
+conditions share one forward pass.  :func:`zero_neurons` is the zero case, as the
+ablation calls it.
 :func:`random_like` draws the count-matched random control of an intervention.
 """
 
@@ -37,7 +39,7 @@ from lingua_franca.architectures import (
     find_neurons,
 )
 
-__all__ = ["OPS", "Intervention", "intervene", "random_like", "zero_neurons"]
+__all__ = ["OPS", "Intervention", "intervene", "intervene_rows", "random_like", "zero_neurons"]
 
 OPS = ("zero", "set", "add")
 _DONE = {"zero": "zeroed", "set": "set", "add": "shifted"}
@@ -239,27 +241,120 @@ def intervene(
     if site is None:
         site = find_neurons(model, neuron_module)
     steps: dict[int, list[Edit]] = {}
+    for intervention in _checked(interventions, site):
+        for layer in intervention.neurons:
+            steps.setdefault(layer, []).append(_edit(intervention, layer, site.pattern))
+
+    def apply(x: torch.Tensor, layer: int) -> torch.Tensor:
+        for step in steps[layer]:
+            x = step(x)
+        return x
+
+    with _hooked(site, list(steps), apply, interventions):
+        yield site
+
+
+@contextmanager
+def intervene_rows(
+    model: nn.Module | None,
+    conditions: Sequence[Sequence[Intervention]],
+    rows: Sequence[int] | torch.Tensor,
+    neuron_module: str | None = None,
+    site: NeuronSite | None = None,
+) -> Iterator[NeuronSite]:
+    """Apply a different condition to each row of the batch: row i of every forward
+    pass inside the block gets ``conditions[rows[i]]`` (a list of interventions, as
+    :func:`intervene` takes; the empty list is the full model).  Several conditions
+    then share one batched forward pass (the steering cells of docs/method.md §12).
+
+    Each condition is folded, per layer, into one affine map of the neurons, ``x ×
+    scale + shift`` (``zero``: scale 0; ``set``: scale 0, shift the value; ``add``:
+    shift α × the value): for one intervention per neuron the values :func:`intervene`
+    gives, bit for bit; two ``add`` on one neuron are summed before they are added.
+    The forward's batch must have ``len(rows)`` rows (OPT's flattened (batch·tokens,
+    width) too).  The same checks as :func:`intervene`, and the hooks are removed
+    whatever happens."""
+    if site is None:
+        site = find_neurons(model, neuron_module)
+    rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+    if rows.numel() and not 0 <= int(rows.min()) <= int(rows.max()) < len(conditions):
+        raise IndexError(f"row conditions {rows.unique().tolist()} of {len(conditions)}")
+    every = [i for condition in conditions for i in _checked(condition, site)]
+    layers = sorted({layer for i in every for layer in i.neurons})
+    made: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def maps(x: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = (layer, x.shape[-1], x.device, x.dtype)
+        if key not in made:
+            width = x.shape[-1]
+            scale = torch.ones(len(conditions), width, dtype=torch.float32)
+            shift = torch.zeros(len(conditions), width, dtype=torch.float32)
+            for c, condition in enumerate(conditions):
+                for i in condition:
+                    if layer not in i.neurons:
+                        continue
+                    index = torch.as_tensor(i.neurons[layer])
+                    if int(index.max()) >= width:
+                        raise IndexError(
+                            f"{site.pattern.format(layer=layer)}: neuron {int(index.max())} "
+                            f"of a layer of {width}"
+                        )
+                    if i.op == "add":
+                        shift[c, index] += torch.as_tensor(i.values[layer]) * i.alpha
+                        continue
+                    scale[c, index] = 0.0
+                    shift[c, index] = 0.0 if i.op == "zero" else torch.as_tensor(i.values[layer])
+            on = dict(device=x.device, dtype=x.dtype)
+            made[key] = (rows.to(x.device), scale.to(**on), shift.to(**on))
+        return made[key]
+
+    def apply(x: torch.Tensor, layer: int) -> torch.Tensor:
+        at, scale, shift = maps(x, layer)
+        if not len(at) or x.shape[0] % len(at) or (x.dim() > 2 and x.shape[0] != len(at)):
+            raise ValueError(
+                f"{site.pattern.format(layer=layer)}: a batch of {x.shape[0]} rows, "
+                f"but conditions were given for {len(at)}"
+            )
+        shaped = x.reshape(len(at), -1, x.shape[-1])
+        out = shaped * scale[at][:, None] + shift[at][:, None]
+        return out.reshape(x.shape)
+
+    with _hooked(site, layers, apply, every):
+        yield site
+
+
+def _checked(interventions: Sequence[Intervention], site: NeuronSite) -> Sequence[Intervention]:
     for intervention in interventions:
         if not isinstance(intervention, Intervention):
             raise TypeError(f"expected an Intervention, got {type(intervention).__name__}")
         for layer in intervention.neurons:
             if not 0 <= layer < len(site):
                 raise IndexError(f"layer {layer} out of range: the model has {len(site)}")
-            steps.setdefault(layer, []).append(_edit(intervention, layer, site.pattern))
+    return interventions
+
+
+@contextmanager
+def _hooked(
+    site: NeuronSite,
+    layers: Sequence[int],
+    apply: Callable[[torch.Tensor, int], torch.Tensor],
+    interventions: Sequence[Intervention],
+) -> Iterator[None]:
+    """``apply(neurons, layer)`` hooked on each of ``layers``; on leaving, every one of
+    them must have fired (else the interventions did nothing there); the hooks are
+    removed whatever happens."""
     done = sorted({_DONE[i.op] for i in interventions if i.neurons})
     handles, fired = [], set()
 
-    def apply(x: torch.Tensor, layer: int) -> torch.Tensor:
+    def hook(x: torch.Tensor, layer: int) -> torch.Tensor:
         fired.add(layer)
-        for step in steps[layer]:
-            x = step(x)
-        return x
+        return apply(x, layer)
 
     try:
-        for layer in steps:
-            handles.append(_register(site, layer, lambda x, layer=layer: apply(x, layer)))
-        yield site
-        missing = [layer for layer in steps if layer not in fired]
+        for layer in layers:
+            handles.append(_register(site, layer, lambda x, layer=layer: hook(x, layer)))
+        yield
+        missing = [layer for layer in layers if layer not in fired]
         if missing:
             raise NeuronModuleError(
                 f"layers {missing} never reached {site.pattern} while their neurons were to "

@@ -374,7 +374,7 @@ def _steer(
     per-language median and mean pooled activations of the store."""
     from lingua_franca import steering as steer
     from lingua_franca.generations import Sampling
-    from lingua_franca.interventions import intervene
+    from lingua_franca.interventions import intervene_rows
     from lingua_franca.store import ActivationStore, language_statistics
 
     options = steer.SteeringSettings(
@@ -397,7 +397,9 @@ def _steer(
         max_new_tokens=max_new_tokens,
         batch_size=sampling["batch_size"],
         sampling=Sampling(sampling["temperature"], sampling["top_p"], sampling["seed"]),
-        apply=lambda interventions: intervene(model, interventions, settings["neuron_module"]),
+        apply_rows=lambda conditions, rows: intervene_rows(
+            model, conditions, rows, settings["neuron_module"]
+        ),
         identifier=identifier,
         label=label,
     )

@@ -15,8 +15,9 @@ loaded.  For every key-neuron method and every target language with a region:
 and the unforced model.  Each continues two prompt sets with the sampling protocol
 of docs/method.md §11: **unconditional** (the beginning-of-text token alone) and
 **prompted** (the sampled prompts of the other languages, cycled).  Every condition
-is a list of :class:`~lingua_franca.interventions.Intervention` values applied by
-``intervene``; the per-language statistics come from the activation store
+is a list of :class:`~lingua_franca.interventions.Intervention` values, applied by
+``intervene_rows`` to its rows of a batch that several conditions share (each
+drawing the random numbers it would draw alone); the per-language statistics come from the activation store
 (``store.language_statistics``), so steering needs no extra forward pass to find
 its values.  Each continuation's language is identified (``language_id``), and its
 fluency measured: its perplexity under the unforced model.
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from lingua_franca.generations import Sampling, generate_all
+from lingua_franca.generations import Sampling, generate_cells
 from lingua_franca.interventions import Intervention, random_like
 from lingua_franca.language_id import Identifier, cell_statistics, distinct_2, top_token_share
 from lingua_franca.outputs import OutputFiles, json_number
@@ -256,13 +257,14 @@ def run(
     max_new_tokens: int,
     batch_size: int,
     sampling: Sampling,
-    apply: Callable[[Sequence[Intervention]], object],
+    apply_rows: Callable[[Sequence[Sequence[Intervention]], Sequence[int]], object],
     identifier: Identifier,
     progress: bool = True,
     label: str = "",
 ) -> SteeringResult:
     """Continue both prompt sets under the unforced model and every condition of
-    ``steer`` (``apply(interventions)``: the context manager that applies them),
+    ``steer`` (``apply_rows(conditions, rows)``: the context manager that applies
+    ``conditions[rows[i]]`` to row i of a batch, ``interventions.intervene_rows``),
     identify each continuation's language and measure its fluency."""
     languages = [str(lang) for lang in languages]
     targets = list(dict.fromkeys(c.target for c in steer))
@@ -287,36 +289,37 @@ def run(
                 sets["prompted"][target],
             )
         )
-    for condition in steer:
-        for source in SOURCES:
+    for source in SOURCES:
+        for condition in steer:
             runs.append((condition, source, condition.target, sets[source][condition.target]))
+    runs = [run for run in runs if run[3]]
     total = sum(len(p) for *_, p in runs)
-    parts = []
+    # several cells to a batch, each under its own condition, with the random numbers
+    # each would draw alone (generate_cells): a toy's step costs little more for 270
+    # rows than for 30
     with tqdm(total=total, unit="text", desc="steering", disable=not progress) as bar:
-        for condition, source, target, prompts in runs:
-            if not prompts:
-                continue
-            records = generate_all(
-                model,
-                tokenizer,
-                [(condition.name, condition.interventions)],
-                {source: prompts},
-                max_new_tokens,
-                batch_size,
-                apply,
-                bar,
-                sampling=sampling,
-            )
-            frame = pd.DataFrame(records).drop(columns=["condition", "language"])
-            frame.insert(0, "method", condition.method)
-            frame.insert(1, "target", target)
-            frame.insert(2, "source", source)
-            frame.insert(3, "condition", condition.condition)
-            frame.insert(4, "fraction", condition.fraction)
-            frame.insert(5, "neurons", condition.size)
-            frame["prompt_language"] = [p.get("language") for p in prompts]
-            frame["prompt_ids"] = [list(p["ids"]) if "ids" in p else None for p in prompts]
-            parts.append(frame)
+        made = generate_cells(
+            model,
+            tokenizer,
+            [(condition.interventions, prompts) for condition, _, _, prompts in runs],
+            max_new_tokens,
+            batch_size,
+            apply_rows,
+            bar,
+            sampling=sampling,
+        )
+    parts = []
+    for (condition, source, target, prompts), records in zip(runs, made):
+        frame = pd.DataFrame(records)
+        frame.insert(0, "method", condition.method)
+        frame.insert(1, "target", target)
+        frame.insert(2, "source", source)
+        frame.insert(3, "condition", condition.condition)
+        frame.insert(4, "fraction", condition.fraction)
+        frame.insert(5, "neurons", condition.size)
+        frame["prompt_language"] = [p.get("language") for p in prompts]
+        frame["prompt_ids"] = [list(p["ids"]) if "ids" in p else None for p in prompts]
+        parts.append(frame)
     texts = pd.concat(parts, ignore_index=True)
     plain = [tokenizer.decode(ids, skip_special_tokens=True) for ids in texts["continuation_ids"]]
     texts["continuation"] = plain
