@@ -20,7 +20,6 @@ from helpers import (
 )
 from lingua_franca.activations import tokenize
 from lingua_franca.corpora import CorpusError, choose_prompts
-from lingua_franca.interventions import Intervention, intervene, intervene_rows
 from lingua_franca.generations import (
     NucleusSampler,
     Sampling,
@@ -32,6 +31,7 @@ from lingua_franca.generations import (
     table,
     write_html,
 )
+from lingua_franca.interventions import Intervention, intervene, intervene_rows
 
 PROMPTS = [
     "the cat sat on the mat",

@@ -116,7 +116,10 @@ def row_conditions():
         [Intervention(NEURONS, "set", values)],
         [Intervention(NEURONS, "add", values, alpha=1.5), Intervention({1: [2]})],
         [],
-        [Intervention({0: [4, 5]}, "set", {0: [0.5, -1.0]}), Intervention({0: [5]}, "add", {0: [2.0]})],
+        [
+            Intervention({0: [4, 5]}, "set", {0: [0.5, -1.0]}),
+            Intervention({0: [5]}, "add", {0: [2.0]}),
+        ],
     ]
 
 
@@ -143,15 +146,15 @@ def test_each_row_gets_its_own_condition(arch):
 def test_row_conditions_must_match_the_batch():
     model = tiny_model("llama")
     ids, mask = batch(lengths=(6, 4, 5))
-    with pytest.raises(ValueError, match="a batch of 3 rows, but conditions were given for 2"):
-        with torch.no_grad(), intervene_rows(model, row_conditions(), [0, 1]):
-            model(input_ids=ids, attention_mask=mask)
-    with pytest.raises(IndexError, match=r"row conditions \[0, 4\] of 4"):
-        with intervene_rows(model, row_conditions(), [0, 4, 0]):
-            pass
-    with pytest.raises(IndexError, match="layer 2 out of range"):
-        with intervene_rows(model, [[Intervention({2: [0]})]], [0]):
-            pass
+    too_few = pytest.raises(ValueError, match="a batch of 3 rows, but conditions were given for 2")
+    with too_few, torch.no_grad(), intervene_rows(model, row_conditions(), [0, 1]):
+        model(input_ids=ids, attention_mask=mask)
+    unknown = pytest.raises(IndexError, match=r"row conditions \[0, 4\] of 4")
+    with unknown, intervene_rows(model, row_conditions(), [0, 4, 0]):
+        pass
+    out_of_range = pytest.raises(IndexError, match="layer 2 out of range")
+    with out_of_range, intervene_rows(model, [[Intervention({2: [0]})]], [0]):
+        pass
     assert all_hooks(model) == 0
 
 

@@ -310,7 +310,8 @@ def generate_cells(
     share batches of at most ``batch_size`` rows, in the order given; so every cell
     draws the same random numbers, whichever cells share its batches."""
     ids = _prompt_ids(
-        tokenizer, [(f"cell {k}", i, p) for k, (_, ps) in enumerate(cells) for i, p in enumerate(ps)]
+        tokenizer,
+        [(f"cell {k}", i, p) for k, (_, ps) in enumerate(cells) for i, p in enumerate(ps)],
     )
     starts = [0]
     for _, prompts in cells:
@@ -336,7 +337,9 @@ def generate_cells(
                 else:
                     slots = [r - first for _, first, last in batch for r in range(first, last)]
                     seed = sampling.seed + chunk
-                    out = sample(model, prompts, max_new_tokens, pad, sampling, seed, suppress, slots)
+                    out = sample(
+                        model, prompts, max_new_tokens, pad, sampling, seed, suppress, slots
+                    )
             it = iter(out)
             for k, first, last in batch:
                 new[k].update({r: next(it) for r in range(first, last)})

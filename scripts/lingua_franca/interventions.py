@@ -304,7 +304,7 @@ def intervene_rows(
                         continue
                     scale[c, index] = 0.0
                     shift[c, index] = 0.0 if i.op == "zero" else torch.as_tensor(i.values[layer])
-            on = dict(device=x.device, dtype=x.dtype)
+            on = {"device": x.device, "dtype": x.dtype}
             made[key] = (rows.to(x.device), scale.to(**on), shift.to(**on))
         return made[key]
 

@@ -334,6 +334,7 @@ def ablate(
             max_new_tokens,
             identifier,
             label,
+            batch_size,
         )
     fingerprint = summary.get("provenance", {}).get("weights_fingerprint")
     extra = _provenance(
@@ -368,10 +369,12 @@ def _steer(
     max_new_tokens,
     identifier,
     label,
+    score_batch_size,
 ):
     """The steering experiment on the loaded model (docs/method.md §12): every method's
     regions (``tables``: method → key-neuron table) forced towards each target, with the
-    per-language median and mean pooled activations of the store."""
+    per-language median and mean pooled activations of the store; the fluency pass in
+    batches of ``score_batch_size`` (analysis.batch_size)."""
     from lingua_franca import steering as steer
     from lingua_franca.generations import Sampling
     from lingua_franca.interventions import intervene_rows
@@ -402,6 +405,7 @@ def _steer(
         ),
         identifier=identifier,
         label=label,
+        score_batch_size=score_batch_size,
     )
 
 

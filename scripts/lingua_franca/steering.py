@@ -261,11 +261,14 @@ def run(
     identifier: Identifier,
     progress: bool = True,
     label: str = "",
+    score_batch_size: int | None = None,
 ) -> SteeringResult:
     """Continue both prompt sets under the unforced model and every condition of
     ``steer`` (``apply_rows(conditions, rows)``: the context manager that applies
     ``conditions[rows[i]]`` to row i of a batch, ``interventions.intervene_rows``),
-    identify each continuation's language and measure its fluency."""
+    identify each continuation's language and measure its fluency (in forward passes of
+    ``score_batch_size`` rows, default ``batch_size``: a row's NLL does not depend on
+    its batch, and small batches are the faster ones on a CPU)."""
     languages = [str(lang) for lang in languages]
     targets = list(dict.fromkeys(c.target for c in steer))
     sets = prompt_sets(
@@ -335,7 +338,7 @@ def run(
     ]
     pad = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
     texts["nll"] = continuation_nll(
-        model, prompt_ids, list(texts["continuation_ids"]), batch_size, pad
+        model, prompt_ids, list(texts["continuation_ids"]), score_batch_size or batch_size, pad
     )
     texts["tokens"] = [len(ids) for ids in texts["continuation_ids"]]
     texts = texts.drop(columns=["prompt_ids"])
