@@ -17,6 +17,9 @@ interleaved inside one benchmark; see benchmarks/README.md).
 - ablation (``bench_ablation.py``): all conditions against conditions × bare forward.
 - generation (``bench_generation.py``): sampled generation under a deactivation hook
   against a bare ``generate`` of the same batches; labelling throughput (one core).
+- steering (``bench_steering.py``): steering cells packed into shared batches against
+  one cell a call; the fluency pass in small batches against the sampling batch.
+  Its own shape (the demo's toy-bloom-m) unless ``--full``.
 - metrics (``bench_metrics.py``, another engineer's): compute_metrics on a synthetic
   BLOOM-7b1-shaped store (900 × 30 × 16384), with and without bootstrap intervals,
   and the reference pair loop against the closed form.  ``--quick``: 10 of the 30
@@ -48,7 +51,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("extraction", "ablation", "generation", "metrics", "lape", "ap", "planning")
+BENCHMARKS = (
+    "extraction",
+    "ablation",
+    "generation",
+    "steering",
+    "metrics",
+    "lape",
+    "ap",
+    "planning",
+)
 SCALED_METRICS = ["--layers", "10", "--ref-neurons", "4096"]
 SCALED_PLANNING = ["--repeat", "1"]
 SCALED_LAPE = ["--layers", "10"]
@@ -227,7 +239,7 @@ def main(argv=None) -> int:
                 results[key] = {**entry, "skipped": f"{script.name} not present"}
                 continue
             print(f"\n-- {key}", flush=True)
-            if name in ("extraction", "ablation", "generation", "lape", "ap"):
+            if name in ("extraction", "ablation", "generation", "steering", "lape", "ap"):
                 out = Path(tmp) / f"{key}.json"
                 if name in ("lape", "ap"):
                     scale = (SCALED_LAPE if name == "lape" else SCALED_AP) if args.quick else []

@@ -3,6 +3,7 @@ stop at end-of-sequence, batched equal to one prompt at a time, the Table 2 layo
 and the choice of prompts (Genesis 1:1–1:3 for a Bible corpus)."""
 
 import contextlib
+import dataclasses
 import math
 from collections import Counter
 
@@ -321,11 +322,16 @@ def test_rows_beyond_the_candidates_draw_what_the_whole_sort_draws():
         assert torch.equal(few(None, logits), whole(None, logits))
 
 
-@pytest.mark.parametrize("sampling", [None, Sampling(seed=3)], ids=["greedy", "sampled"])
+@pytest.mark.parametrize(
+    "sampling",
+    [None, Sampling(seed=3), Sampling(seed=3, rows_per_call=3)],
+    ids=["greedy", "sampled", "sampled-in-parts"],
+)
 def test_cells_sharing_batches_continue_as_each_would_alone(tokenizer, sampling):
     """generate_cells packs cells under different conditions into shared batches; each
     cell's continuations (and seeds) are generate_all's for that cell alone, with its
-    chunks and random numbers, whatever it shares a batch with."""
+    chunks and random numbers, whatever it shares a batch with; computed in calls of
+    fewer rows than a batch (rows_per_call), too."""
     model = tiny_model("llama")
     prompts = [{"item": str(i), "text": t} for i, t in enumerate(PROMPTS)]
     start = [{"item": None, "text": "", "ids": [tokenizer.eos_token_id]}] * 5
@@ -354,7 +360,7 @@ def test_cells_sharing_batches_continue_as_each_would_alone(tokenizer, sampling)
             12,
             4,
             lambda interventions: intervene(model, interventions),
-            sampling=sampling,
+            sampling=sampling and dataclasses.replace(sampling, rows_per_call=None),
         )
         for r in alone:
             del r["condition"], r["language"]
@@ -362,3 +368,27 @@ def test_cells_sharing_batches_continue_as_each_would_alone(tokenizer, sampling)
     ids = [[r["continuation_ids"] for r in records] for records in made]
     assert ids[0] != ids[2] and ids[1] != ids[3]  # the conditions did something
     assert all_hooks(model) == 0
+
+
+def test_a_batch_computed_in_parts_draws_what_it_draws_whole(tokenizer):
+    """Sampling.rows_per_call computes a batch in parts, each row with the random
+    numbers of its slot in the whole batch: the same records as the whole batch."""
+    model = tiny_model("gpt2")  # absolute positions: left padding differs between parts
+    prompts = {"en": [{"item": str(i), "text": t} for i, t in enumerate(PROMPTS)]}
+
+    def go(sampling):
+        return generate_all(
+            model,
+            tokenizer,
+            [("full", {})],
+            prompts,
+            10,
+            5,
+            lambda n: contextlib.nullcontext(),
+            sampling=sampling,
+        )
+
+    whole = go(Sampling(seed=1))
+    assert go(Sampling(seed=1, rows_per_call=2)) == whole
+    assert go(Sampling(seed=1, rows_per_call=1)) == whole
+    assert go(Sampling(seed=2, rows_per_call=2)) != whole

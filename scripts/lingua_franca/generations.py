@@ -110,6 +110,11 @@ class Sampling:
     temperature: float = 0.8
     top_p: float = 0.9
     seed: int = 0
+    #: rows one ``generate`` call computes (None: a whole batch): a batch is computed in
+    #: parts of this size, each row drawing the random numbers it draws in the whole
+    #: batch, so the texts do not change (up to a batched product's rounding); smaller
+    #: parts are faster on a CPU, whose cache holds them
+    rows_per_call: int | None = None
 
 
 class NucleusSampler:
@@ -131,9 +136,10 @@ class NucleusSampler:
     their mass before it.
 
     At each step the generator draws one uniform number per row, in row order; with
-    ``slots`` (one per row) it draws ``max(slots) + 1`` and row i takes the
-    ``slots[i]``-th, so rows of different cells packed into one batch
-    (:func:`generate_cells`) draw what each would draw in a batch of its own."""
+    ``slots`` (one per row) it draws ``width`` (default ``max(slots) + 1``) and row i
+    takes the ``slots[i]``-th, so a part of a batch (``Sampling.rows_per_call``) or rows of
+    different cells packed into one batch (:func:`generate_cells`) draw what they
+    would draw in their own whole batch."""
 
     def __init__(
         self,
@@ -142,10 +148,12 @@ class NucleusSampler:
         suppress: Sequence[int] = (),
         candidates: int = 256,
         slots: Sequence[int] | None = None,
+        width: int | None = None,
     ):
         self.sampling, self.suppress, self.candidates = sampling, list(suppress), candidates
         self.seed, self.generator = seed, None
         self.slots = None if slots is None else torch.as_tensor(slots, dtype=torch.long)
+        self.width = width or (None if slots is None else int(self.slots.max()) + 1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.generator is None:
@@ -156,7 +164,7 @@ class NucleusSampler:
         probs = torch.softmax(logits, dim=-1)
         # one uniform number per row, drawn before the rows are split, so the draws do
         # not depend on which rows needed the whole sort
-        drawn = len(probs) if self.slots is None else int(self.slots.max()) + 1
+        drawn = len(probs) if self.slots is None else self.width
         u = torch.rand(drawn, 1, generator=self.generator, device=probs.device)
         if self.slots is not None:
             u = u[self.slots.to(u.device)]
@@ -192,15 +200,16 @@ def sample(
     seed: int,
     suppress: Sequence[int] = (),
     slots: Sequence[int] | None = None,
+    width: int | None = None,
 ) -> list[list[int]]:
     """Exactly ``max_new_tokens`` sampled token ids after each prompt (a batch), from
-    ``seed`` and ``slots`` (:class:`NucleusSampler`); the tokens of ``suppress``
-    (end-of-sequence) are never drawn.
+    ``seed``, ``slots`` and ``width`` (:class:`NucleusSampler`); the tokens of
+    ``suppress`` (end-of-sequence) are never drawn.
 
     As in :func:`greedy`, a neutral generation config stands in for the model's (no
     top-k, repetition penalty or banned n-grams): nothing but temperature and top-p
     shapes the distribution.  The caller's random state is not touched."""
-    sampler = NucleusSampler(sampling, seed, suppress, slots=slots)
+    sampler = NucleusSampler(sampling, seed, suppress, slots=slots, width=width)
     return _neutral_generate(model, prompts, max_new_tokens, pad_id, [sampler])
 
 
@@ -248,8 +257,20 @@ def generate_all(
                 if sampling is None:
                     outputs += greedy(model, batch, max_new_tokens, pad)
                 else:
-                    seed = sampling.seed + b
-                    outputs += sample(model, batch, max_new_tokens, pad, sampling, seed, suppress)
+                    seed, rows = sampling.seed + b, sampling.rows_per_call or len(batch)
+                    for first in range(0, len(batch), rows):  # each part: its batch's draws
+                        part, slots = batch[first : first + rows], range(first, first + rows)
+                        outputs += sample(
+                            model,
+                            part,
+                            max_new_tokens,
+                            pad,
+                            sampling,
+                            seed,
+                            suppress,
+                            slots[: len(part)],
+                            len(batch),
+                        )
                     seeds += [seed] * len(batch)
                 if progress is not None:
                     progress.update(len(ids[start : start + batch_size]))
@@ -307,8 +328,9 @@ def generate_cells(
     what :func:`generate_all` draws for it in that chunk: the seed ``sampling.seed +
     chunk``, and at each step the ``r mod batch_size``-th of the batch's uniform
     numbers (:class:`NucleusSampler` ``slots``).  Pieces of the same chunk and size
-    share batches of at most ``batch_size`` rows, in the order given; so every cell
-    draws the same random numbers, whichever cells share its batches."""
+    share calls of at most ``batch_size`` rows (``sampling.rows_per_call`` when set), in the
+    order given; so every cell draws the same random numbers, whichever cells share
+    its calls."""
     ids = _prompt_ids(
         tokenizer,
         [(f"cell {k}", i, p) for k, (_, ps) in enumerate(cells) for i, p in enumerate(ps)],
@@ -325,23 +347,32 @@ def generate_cells(
     pad = next((t for t in (tokenizer.pad_token_id, eos) if t is not None), 0)
     suppress = [eos] if eos is not None else []
     new: dict[int, dict[int, list[int]]] = {k: {} for k in range(len(cells))}
-    for (chunk, size), pieces in groups.items():
-        per_batch = max(1, batch_size // size)
+    cap = (sampling.rows_per_call if sampling is not None else None) or batch_size
+    for (chunk, size), whole in groups.items():
+        # a piece longer than a call's rows is cut into parts that keep their slots
+        pieces = [
+            (k, part, min(part + cap, last), first)
+            for k, first, last in whole
+            for part in range(first, last, cap)
+        ]
+        per_batch = max(1, cap // size)
         for at in range(0, len(pieces), per_batch):
             batch = pieces[at : at + per_batch]
-            rows = [j for j, (k, first, last) in enumerate(batch) for _ in range(first, last)]
-            prompts = [ids[starts[k] + r] for k, first, last in batch for r in range(first, last)]
-            with apply_rows([cells[k][0] for k, _, _ in batch], rows):
+            rows = [j for j, (_, first, last, _) in enumerate(batch) for _ in range(first, last)]
+            prompts = [
+                ids[starts[k] + r] for k, first, last, _ in batch for r in range(first, last)
+            ]
+            with apply_rows([cells[k][0] for k, *_ in batch], rows):
                 if sampling is None:
                     out = greedy(model, prompts, max_new_tokens, pad)
                 else:
-                    slots = [r - first for _, first, last in batch for r in range(first, last)]
+                    slots = [r - o for _, first, last, o in batch for r in range(first, last)]
                     seed = sampling.seed + chunk
                     out = sample(
-                        model, prompts, max_new_tokens, pad, sampling, seed, suppress, slots
+                        model, prompts, max_new_tokens, pad, sampling, seed, suppress, slots, size
                     )
             it = iter(out)
-            for k, first, last in batch:
+            for k, first, last, _ in batch:
                 new[k].update({r: next(it) for r in range(first, last)})
             if progress is not None:
                 progress.update(len(prompts))

@@ -294,7 +294,6 @@ def ablate(
     }
     label_greedy(result.generations, tokenizer, identifier)
     label = f"{settings['model']} @ {settings['checkpoint']}"
-    from lingua_franca.generations import Sampling
     from lingua_franca.interventions import intervene
     from lingua_franca.methods import PAPER_METHOD
 
@@ -310,7 +309,7 @@ def ablate(
             languages,
             max_new_tokens=max_new_tokens,
             batch_size=sampling["batch_size"],
-            sampling=Sampling(sampling["temperature"], sampling["top_p"], sampling["seed"]),
+            sampling=_sampling(sampling),
             apply=lambda interventions: intervene(model, interventions, settings["neuron_module"]),
             identifier=identifier,
             label=label,
@@ -376,7 +375,6 @@ def _steer(
     per-language median and mean pooled activations of the store; the fluency pass in
     batches of ``score_batch_size`` (analysis.batch_size)."""
     from lingua_franca import steering as steer
-    from lingua_franca.generations import Sampling
     from lingua_franca.interventions import intervene_rows
     from lingua_franca.store import ActivationStore, language_statistics
 
@@ -399,13 +397,22 @@ def _steer(
         settings=options,
         max_new_tokens=max_new_tokens,
         batch_size=sampling["batch_size"],
-        sampling=Sampling(sampling["temperature"], sampling["top_p"], sampling["seed"]),
+        sampling=_sampling(sampling),
         apply_rows=lambda conditions, rows: intervene_rows(
             model, conditions, rows, settings["neuron_module"]
         ),
         identifier=identifier,
         label=label,
         score_batch_size=score_batch_size,
+    )
+
+
+def _sampling(options: dict[str, Any]):
+    """analysis.generation's sampling protocol, and the rows a generate call computes."""
+    from lingua_franca.generations import Sampling
+
+    return Sampling(
+        options["temperature"], options["top_p"], options["seed"], options.get("rows_per_call")
     )
 
 
