@@ -5,10 +5,10 @@
 
 Figures, each measured side by side in one run (``bench_extraction.interleaved``):
 
-1. **Cells packed into shared batches against one cell a call**: ``--cells``
+1. **Cells packed into shared calls against one cell a call**: ``--cells``
    conditions (each a region of ``--fraction`` of K forced to random values), each
    continuing ``--samples`` prompts by sampling.  ``generations.generate_cells`` under
-   ``intervene_rows`` (several cells a batch, each row under its own condition)
+   ``intervene_rows`` (``--rows-per-call`` rows a call, each row under its own condition)
    against ``generate_all`` under ``intervene`` for one cell at a time, the way the
    steering experiment ran before.  Both give every cell the same continuations (the
    same random numbers; tests/test_generations.py), so only the time differs.
@@ -53,6 +53,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--fraction", type=float, default=0.05, help="region size (of K)")
     parser.add_argument("--score-batch", type=int, default=16, help="fluency rows a forward")
+    parser.add_argument(
+        "--rows-per-call", type=int, default=135, help="packed rows a call (the demo's 135)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a saved model folder with its tokenizer instead of random weights (e.g. the "
+        "demo's results/toy/toy-bloom-m/step-600)",
+    )
     args = parser.parse_args(argv)
     if not args.full_560m:  # unless given, the demo's toy-bloom-m shape
         for name, value in TOY.items():
@@ -62,8 +71,15 @@ def main(argv=None) -> dict:
     be.resolve_model_args(args)
     args.batch_size = args.batch_size or 270
     args.repeats = args.repeats or 3
-    tokenizer = be.build_tokenizer(args)
-    model = be.build_model(args, tokenizer)
+    if args.model:  # trained weights: the nucleus is small, as in the demo
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(args.model))
+        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(str(args.model)).eval()
+    else:
+        tokenizer = be.build_tokenizer(args)
+        model = be.build_model(args, tokenizer)
     print(be.describe_model(model), flush=True)
     heldout = read_parallel_tsv(HELDOUT)
     pool = list(heldout["text"])
@@ -77,6 +93,7 @@ def main(argv=None) -> dict:
         cells.append(((Intervention(neurons, "set", values),), prompts))
     sampling = Sampling()
     made = {}
+    in_parts = Sampling(rows_per_call=args.rows_per_call)
 
     def packed():
         made["packed"] = generate_cells(
@@ -86,7 +103,7 @@ def main(argv=None) -> dict:
             args.new_tokens,
             args.batch_size,
             lambda conditions, rows: intervene_rows(model, conditions, rows),
-            sampling=sampling,
+            sampling=in_parts,
         )
 
     def apart():
@@ -106,6 +123,7 @@ def main(argv=None) -> dict:
 
     print(
         f"{args.cells} cells of {args.samples} prompts, batches of ≤ {args.batch_size}, "
+        f"packed {args.rows_per_call} rows a call, "
         f"{args.new_tokens} new tokens; regions {args.fraction:.0%} of every layer",
         flush=True,
     )
@@ -150,6 +168,7 @@ def main(argv=None) -> dict:
         "samples": args.samples,
         "batch_size": args.batch_size,
         "score_batch": args.score_batch,
+        "rows_per_call": args.rows_per_call,
         "new_tokens": args.new_tokens,
         "threads": args.threads,
         "median_s": {name: statistics.median(t) for name, t in times.items()},
@@ -163,8 +182,9 @@ def main(argv=None) -> dict:
     results["figures"] = {
         "steering_cells_packed_vs_apart": {
             "ratio": results["packed_vs_apart"]["ratio"],
-            "label": f"steering cells sampled {args.batch_size // args.samples} to a batch "
-            "(generate_cells, intervene_rows) / one cell a call (throughput; the same texts)",
+            "label": f"steering cells sampled {args.rows_per_call // args.samples} to a call "
+            "(generate_cells, intervene_rows) / one cell a call (throughput; the same "
+            "random numbers)",
         },
         "steering_fluency_small_vs_large_batches": {
             "ratio": results["score_small_vs_large"]["ratio"],

@@ -297,9 +297,9 @@ def run(
             runs.append((condition, source, condition.target, sets[source][condition.target]))
     runs = [run for run in runs if run[3]]
     total = sum(len(p) for *_, p in runs)
-    # several cells to a batch, each under its own condition, with the random numbers
-    # each would draw alone (generate_cells): a toy's step costs little more for 270
-    # rows than for 30
+    # several cells a call, each under its own condition, with the random numbers each
+    # would draw alone (generate_cells): a call of one 30-prompt cell leaves a GPU or a
+    # second CPU thread mostly idle (benchmarks/bench_steering.py)
     with tqdm(total=total, unit="text", desc="steering", disable=not progress) as bar:
         made = generate_cells(
             model,
