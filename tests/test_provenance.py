@@ -155,3 +155,20 @@ def test_results_record_the_git_commit_and_whether_the_tree_was_clean():
         check=False,
     )
     assert code["git"]["dirty"] == bool(status.stdout.strip())
+
+
+def test_a_model_jobs_provenance_records_torch_threads():
+    """A float sum, hence now and then a sampled token, can differ in its last bit
+    between one thread and two: the JSON results say how many the job used."""
+    import torch
+    from lingua_franca.pipeline import _provenance
+
+    keys = ("model", "checkpoint", "family", "hub_id", "revision", "step", "location", "tokenizer")
+    settings = dict.fromkeys(keys)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert _provenance(settings)["torch_threads"] == threads
+    finally:
+        torch.set_num_threads(before)

@@ -53,13 +53,18 @@ def _identity(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _provenance(settings: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """What made a JSON result: model, checkpoint, revision, package versions, code…"""
+    """What made a JSON result: model, checkpoint, revision, package versions, code,
+    torch's CPU threads (a float sum, hence now and then a sampled token, can differ
+    in its last bit between one thread and two)…"""
+    import torch
+
     from lingua_franca.provenance import code_provenance, package_versions
 
     return {
         "source": _identity(settings),
         "package_versions": package_versions(),
         "code": code_provenance(),
+        "torch_threads": torch.get_num_threads(),
         **extra,
     }
 
