@@ -173,7 +173,7 @@ def main(argv=None) -> dict:
         "threads": args.threads,
         "median_s": {name: statistics.median(t) for name, t in times.items()},
         "packed_vs_apart": be.ratio(times, "packed", "apart"),
-        "cells_identical": f"{sum(same)} of {len(same)}",
+        "cells_identical": (same_cells := f"{sum(same)} of {len(same)}"),
         "score_median_s": {name: statistics.median(t) for name, t in score_times.items()},
         "score_small_vs_large": be.ratio(score_times, "small", "large"),
         "scores_equal": equal_scores,
@@ -192,18 +192,16 @@ def main(argv=None) -> dict:
             "(throughput; the same values)",
         },
     }
-    print("\n=== steering cells ===")
-    for name, value in results["median_s"].items():
-        print(f"  {name:7s} {value:.2f} s (median over {args.repeats} rounds)")
-    r = results["packed_vs_apart"]
-    print(f"  packed_vs_apart: throughput ratio {r['ratio']:.3f} (per round {r['per_round']})")
-    print(f"  cells with identical continuations: {results['cells_identical']}")
-    print("=== fluency pass ===")
-    for name, value in results["score_median_s"].items():
-        print(f"  {name:7s} {value:.2f} s (median over {args.repeats} rounds)")
-    r = results["score_small_vs_large"]
-    print(f"  small_vs_large: throughput ratio {r['ratio']:.3f} (per round {r['per_round']})")
-    print(f"  the same NLLs: {equal_scores}")
+    for title, medians, key, check, check_value in (
+        ("steering cells", "median_s", "packed_vs_apart", "identical cells", same_cells),
+        ("fluency pass", "score_median_s", "score_small_vs_large", "the same NLLs", equal_scores),
+    ):
+        print(f"\n=== {title} ===")
+        for name, value in results[medians].items():
+            print(f"  {name:7s} {value:.2f} s (median over {args.repeats} rounds)")
+        r = results[key]
+        print(f"  {key}: throughput ratio {r['ratio']:.3f} (per round {r['per_round']})")
+        print(f"  {check}: {check_value}")
     print(f"load at the end {results['load_end']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -259,7 +259,8 @@ def generate_all(
                 else:
                     seed, rows = sampling.seed + b, sampling.rows_per_call or len(batch)
                     for first in range(0, len(batch), rows):  # each part: its batch's draws
-                        part, slots = batch[first : first + rows], range(first, first + rows)
+                        part = batch[first : first + rows]
+                        slots = range(first, first + len(part))
                         outputs += sample(
                             model,
                             part,
@@ -268,7 +269,7 @@ def generate_all(
                             sampling,
                             seed,
                             suppress,
-                            slots[: len(part)],
+                            slots,
                             len(batch),
                         )
                     seeds += [seed] * len(batch)
