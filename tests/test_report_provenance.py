@@ -98,3 +98,24 @@ def test_make_report_builds_the_report_when_nothing_is_pending(workdir):
     status, output = run(workdir, REPORT)
     assert status == 0, output[-3000:]
     assert (workdir / "report.html").stat().st_size > 100_000
+
+
+@pytest.mark.parametrize(
+    "caption",
+    sorted((ROOT / "resources" / "report").glob("*.rst")),
+    ids=lambda p: p.name,
+)
+def test_every_caption_is_clean_restructuredtext(caption):
+    """A column name such as ``n_`` written bare is a reStructuredText reference: the
+    report then prints a docutils error where the caption should be."""
+    import io
+
+    import docutils.core
+
+    warnings = io.StringIO()
+    docutils.core.publish_string(
+        caption.read_text(encoding="utf-8"),
+        writer_name="html",
+        settings_overrides={"warning_stream": warnings, "report_level": 2},
+    )
+    assert warnings.getvalue() == ""
