@@ -166,6 +166,13 @@ def test_table_layout_and_html(tmp_path):
     assert "en prompt &lt;1&gt;" in page  # escaped
     write_html([], tmp_path / "empty.html", title="m @ c")
     assert "no generations" in (tmp_path / "empty.html").read_text(encoding="utf-8")
+    # the sampled continuations follow in a second table, under their own caption
+    sampled = [{**r, "continuation": f"sampled {r['condition']}"} for r in records]
+    write_html(records, tmp_path / "g.html", title="m @ c", sampled=sampled, sampled_caption="S")
+    page = (tmp_path / "g.html").read_text(encoding="utf-8")
+    assert page.count("<table>") == 2 and "<caption>m @ c: S</caption>" in page
+    assert page.index("greedy continuations") < page.index("sampled full") > 0
+    assert page.count('class="own"') == 4
 
 
 # ------------------------------------------------------------------ the prompts

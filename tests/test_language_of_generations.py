@@ -295,3 +295,37 @@ def test_the_summary_has_a_row_per_checkpoint_and_method_and_its_figures(tmp_pat
     records[1]["language"] = records[0]["language"]
     with pytest.raises(ValueError, match="is for checkpoint 'step-1'"):
         lg.write_language_summary(records, {n: tmp_path / "out" / n for n in names}, 30)
+
+
+def test_the_page_shows_the_first_prompts_under_full_and_own_regions():
+    """shown_texts: the full model and the method's language regions (not the random
+    baseline, not another method's), the first prompts of each language."""
+    rows = [
+        {
+            "method": m,
+            "condition": c,
+            "kind": k,
+            "language": lang,
+            "prompt_index": i,
+            "prompt": "p",
+            "continuation": "c",
+            "new_tokens": 4,
+            "first_eos": None,
+            "label": lang,
+        }
+        for m, c, k in [
+            ("none", "full", "full"),
+            ("zscore", "en", "language"),
+            ("zscore", "random", "random"),
+            ("lape", "en", "language"),
+        ]
+        for lang in LANGS
+        for i in range(5)
+    ]
+    result = lg.LanguageResult(pd.DataFrame(rows), pd.DataFrame(), {})
+    shown = lg.shown_texts(result, "zscore", per_language=2)
+    assert {(r["condition"], r["prompt_index"]) for r in shown} == {
+        (c, i) for c in ("full", "en") for i in (0, 1)
+    }
+    assert len(shown) == 2 * 2 * len(LANGS)
+    assert lg.shown_texts(lg.LanguageResult(pd.DataFrame(), pd.DataFrame(), {}), "zscore") == []

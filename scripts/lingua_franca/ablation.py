@@ -613,10 +613,15 @@ def compute_ablation(
 
 
 def write_outputs(
-    result: AblationResult, files: AblationFiles, extra: Mapping | None = None
+    result: AblationResult,
+    files: AblationFiles,
+    extra: Mapping | None = None,
+    sampled: Sequence[Mapping] = (),
+    sampled_caption: str = "",
 ) -> dict:
-    """Write every file of ``files``; ``extra`` (provenance) is added to ablation.json.
-    Returns the ablation.json content."""
+    """Write every file of ``files``; ``extra`` (provenance) is added to ablation.json;
+    ``sampled`` continuations follow the greedy ones in generations.html, under
+    ``sampled_caption``. Returns the ablation.json content."""
     _write_tables(
         result,
         files,
@@ -624,7 +629,13 @@ def write_outputs(
     )
     with open(files.generations, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in result.generations)
-    write_html(result.generations, files.generations_table, title=result.label or "generations")
+    write_html(
+        result.generations,
+        files.generations_table,
+        title=result.label or "generations",
+        sampled=sampled,
+        sampled_caption=sampled_caption,
+    )
     return _write_summary(result, files, extra)
 
 

@@ -430,11 +430,46 @@ def _cell(text: str, eos: int | None, language: str | None = None) -> str:
     return shown + note
 
 
-def write_html(records: Sequence[Mapping], path, title: str = "") -> None:
+def write_html(
+    records: Sequence[Mapping],
+    path,
+    title: str = "",
+    sampled: Sequence[Mapping] = (),
+    sampled_caption: str = "",
+) -> None:
     """The table as a self-contained HTML page (for the report): a language's own
     deactivation is shaded; U+FFFD (undecodable bytes) is marked; each cell notes
     where the first end-of-sequence token came, if any, and the language its
-    continuation was identified as, when the records carry a ``label``."""
+    continuation was identified as, when the records carry a ``label``.  With
+    ``sampled`` (records of the same form from the sampling protocol of
+    docs/method.md §11) a second table of them follows, under ``sampled_caption``:
+    a toy's greedy text repeats itself, its sampled text reads as its language."""
+    n_tokens = {r["new_tokens"] for r in records}
+    caption = (
+        f"{title}: greedy continuations of {'/'.join(map(str, sorted(n_tokens)))} "
+        "new tokens, no stop at end-of-sequence"
+        if records
+        else f"{title}: no prompts, no generations"
+    )
+    tables = [_table_html(records, caption)]
+    if sampled:
+        tables.append(_table_html(sampled, f"{title}: {sampled_caption}"))
+    style = (
+        "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
+        "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;max-width:28em} "
+        "td.own{background:#fde8e8} .bad{background:#f4c542} .eos,.lang{color:#777;font-size:11px} "
+        "caption{text-align:left;font-weight:bold;padding:12px 0 4px}"
+    )
+    page = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><style>{style}</style></head>"
+        "<body>\n" + "\n".join(tables) + "\n</body></html>\n"
+    )
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
+
+
+def _table_html(records: Sequence[Mapping], caption: str) -> str:
+    """One table of :func:`write_html`: a row per prompt, a column per condition."""
     eos = {(r["condition"], r["language"], r["prompt_index"]): r.get("first_eos") for r in records}
     found = {(r["condition"], r["language"], r["prompt_index"]): r.get("label") for r in records}
     wide = table(records)
@@ -450,24 +485,9 @@ def write_html(records: Sequence[Mapping], path, title: str = "") -> None:
             cell = _cell(row[c], eos[c, lang, index], found[c, lang, index])
             cells.append(f"<td{own}>{cell}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    n_tokens = {r["new_tokens"] for r in records}
-    caption = (
-        f"{html.escape(title)}: greedy continuations of {'/'.join(map(str, sorted(n_tokens)))} "
-        "new tokens, no stop at end-of-sequence"
-        if records
-        else f"{html.escape(title)}: no prompts, no generations"
-    )
-    style = (
-        "body{font-family:sans-serif;font-size:13px} table{border-collapse:collapse} "
-        "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;max-width:28em} "
-        "td.own{background:#fde8e8} .bad{background:#f4c542} .eos,.lang{color:#777;font-size:11px}"
-    )
-    page = (
-        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><style>{style}</style></head>"
-        f"<body>\n<table>\n<caption>{caption}</caption>\n"
+    return (
+        f"<table>\n<caption>{html.escape(caption)}</caption>\n"
         f"<tr>{''.join(f'<th>{html.escape(h)}</th>' for h in heads)}</tr>\n"
         + "\n".join(rows)
-        + "\n</table>\n</body></html>\n"
+        + "\n</table>"
     )
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(page)

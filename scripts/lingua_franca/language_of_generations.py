@@ -159,6 +159,22 @@ def run(
     return LanguageResult(texts, cells, summary, label)
 
 
+def shown_texts(result: LanguageResult, method: str, per_language: int = 3) -> list[dict]:
+    """The first ``per_language`` sampled prompts of every language under the full
+    model and each language's region of ``method``: the greedy table's layout
+    (``generations.write_html``), to read beside it."""
+    texts = result.texts
+    if texts.empty:
+        return []
+    chosen = texts[
+        (texts["kind"] == "full") | ((texts["kind"] == "language") & (texts["method"] == method))
+    ]
+    chosen = chosen[chosen["prompt_index"] < per_language]
+    columns = ["condition", "language", "prompt_index", "prompt", "continuation"]
+    columns += ["new_tokens", "first_eos", "label"]
+    return chosen[columns].to_dict(orient="records")
+
+
 def cell_table(texts: pd.DataFrame, languages: Sequence[str]) -> pd.DataFrame:
     """language_of_generations.csv: one row per (method, condition, prompt language),
     in the order the texts came, with :func:`language_id.cell_statistics` and the mean

@@ -344,7 +344,21 @@ def ablate(
     extra = _provenance(
         settings, weights_fingerprint=fingerprint, n_parameters=model.num_parameters()
     )
-    write_outputs(result, files, extra=extra)
+    shown = language.shown_texts(languages_of, PAPER_METHOD)
+    write_outputs(
+        result,
+        files,
+        extra=extra,
+        sampled=shown,
+        sampled_caption=(
+            f"sampled continuations of {max_new_tokens} new tokens (temperature "
+            f"{sampling['temperature']}, top-p {sampling['top_p']}, end-of-sequence suppressed; "
+            f"docs/method.md §11), the first {len({r['prompt_index'] for r in shown})} "
+            "prompts of each language; all in sampled_generations.jsonl"
+        )
+        if shown
+        else "",
+    )
     for name, method_result in further.items():
         write_method_outputs(method_result, method_files[name], extra=extra)
     if language_files is not None:
